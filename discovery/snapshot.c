@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/* Routing snapshots (clusters, endpoints, routes) and the shared per-endpoint load records. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "keel/balancer.h"
+#include "keel/err.h"
+#include "keel/snap.h"
+
+const double keel_lat_bounds_ms[KEEL_LAT_BUCKETS] = {1,   2.5, 5,   10,   25,   50,
+                                                     100, 250, 500, 1000, 2500, 5000};
+
+/* Ids start at 1 so that 0 can mean "none" in logs and the admin API. */
+static _Atomic uint32_t next_load_id = 1;
+
+struct keel_ep_load *keel_ep_load_new(void)
+{
+    struct keel_ep_load *l = calloc(1, sizeof(*l));
+
+    if (l == NULL)
+        return NULL;
+    atomic_init(&l->refs, 1);
+    l->id = atomic_fetch_add_explicit(&next_load_id, 1, memory_order_relaxed);
+    return l;
+}
+
+void keel_ep_load_ref(struct keel_ep_load *l)
+{
+    atomic_fetch_add_explicit(&l->refs, 1, memory_order_relaxed);
+}
+
+void keel_ep_load_unref(struct keel_ep_load *l)
+{
+    if (l == NULL)
+        return;
+    /* acq_rel: every other holder's last writes happen before the free. */
+    if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) == 1)
+        free(l);
+}
+
+/* Frees whatever part of a snapshot was built; every array was zeroed at allocation, so
+ * missing pieces are NULL. */
+static void snap_free(struct keel_snap *s)
+{
+    if (s->clusters != NULL) {
+        for (uint32_t c = 0; c < s->n_clusters; c++) {
+            struct keel_cluster *cl = &s->clusters[c];
+            if (cl->eps == NULL)
+                continue;
+            for (uint32_t i = 0; i < cl->n_eps; i++)
+                keel_ep_load_unref(cl->eps[i].load);
+            free(cl->eps);
+        }
+        free(s->clusters);
+    }
+    if (s->listeners != NULL) {
+        for (uint32_t i = 0; i < s->n_listeners; i++)
+            free(s->listeners[i].routes);
+        free(s->listeners);
+    }
+    free(s);
+}
+
+static int build_cluster(struct keel_cluster *cl, const struct keel_cfg_cluster *cc, uint32_t index,
+                         struct keel_cluster_stats *stats)
+{
+    cl->name = cc->name;
+    cl->index = index;
+    cl->cfg = cc;
+    /* An out-of-range policy is a loader bug; the default keeps routing rather than crash. */
+    cl->lb = (unsigned)cc->lb < KEEL_LB__COUNT ? keel_lb_registry[cc->lb]
+                                               : keel_lb_registry[KEEL_LB_WEIGHTED_LEAST_CONN];
+    cl->stats = stats;
+    if (cc->n_endpoints == 0)
+        return 0;
+    cl->eps = calloc(cc->n_endpoints, sizeof(cl->eps[0]));
+    if (cl->eps == NULL)
+        return KEEL_ENOMEM;
+    cl->n_eps = (uint32_t)cc->n_endpoints;
+    for (uint32_t i = 0; i < cl->n_eps; i++) {
+        const struct keel_cfg_endpoint *ce = &cc->endpoints[i];
+        struct keel_endpoint *ep = &cl->eps[i];
+
+        snprintf(ep->name, sizeof(ep->name), "%s", ce->addr.text ? ce->addr.text : "");
+        if (ce->addr.salen <= sizeof(ep->sa)) {
+            memcpy(&ep->sa, &ce->addr.sa, ce->addr.salen);
+            ep->salen = ce->addr.salen;
+        }
+        ep->weight = ce->weight;
+        ep->health = 0;
+        ep->load = keel_ep_load_new();
+        if (ep->load == NULL)
+            return KEEL_ENOMEM;
+    }
+    return 0;
+}
+
+static int build_listener(struct keel_snap_listener *sl, const struct keel_cfg_listener *lc,
+                          uint32_t n_clusters)
+{
+    sl->cfg = lc;
+    sl->tcp_cluster = -1;
+    if (lc->proto == KEEL_LISTEN_TCP) {
+        if (lc->cluster_idx < 0 || (uint32_t)lc->cluster_idx >= n_clusters)
+            return KEEL_EINVAL;
+        sl->tcp_cluster = lc->cluster_idx;
+    }
+    if (lc->n_routes == 0)
+        return 0;
+    sl->routes = calloc(lc->n_routes, sizeof(sl->routes[0]));
+    if (sl->routes == NULL)
+        return KEEL_ENOMEM;
+    sl->n_routes = (uint32_t)lc->n_routes;
+    for (uint32_t r = 0; r < sl->n_routes; r++) {
+        const struct keel_cfg_route *rc = &lc->routes[r];
+        /* Workers index clusters with this without a check: refuse an unresolved route. */
+        if (rc->cluster_idx < 0 || (uint32_t)rc->cluster_idx >= n_clusters)
+            return KEEL_EINVAL;
+        sl->routes[r].match = &rc->match;
+        sl->routes[r].cluster = (uint32_t)rc->cluster_idx;
+    }
+    return 0;
+}
+
+/**
+ * Builds the first snapshot from a static configuration (see snap.h). Besides ENOMEM, also
+ * returns NULL when a route or tcp listener names a cluster index out of range (the loader
+ * resolves them, so that is a bug upstream of here, not something workers should trip on).
+ */
+struct keel_snap *keel_snap_from_config(const struct keel_cfg *cfg, uint64_t gen,
+                                        struct keel_cluster_stats *stats)
+{
+    struct keel_snap *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    atomic_init(&s->refs, 1);
+    s->gen = gen;
+    if (cfg->n_clusters > 0) {
+        s->clusters = calloc(cfg->n_clusters, sizeof(s->clusters[0]));
+        if (s->clusters == NULL)
+            goto fail;
+        s->n_clusters = (uint32_t)cfg->n_clusters;
+        for (uint32_t c = 0; c < s->n_clusters; c++)
+            if (build_cluster(&s->clusters[c], &cfg->clusters[c], c, stats ? &stats[c] : NULL) != 0)
+                goto fail;
+    }
+    if (cfg->n_listeners > 0) {
+        s->listeners = calloc(cfg->n_listeners, sizeof(s->listeners[0]));
+        if (s->listeners == NULL)
+            goto fail;
+        s->n_listeners = (uint32_t)cfg->n_listeners;
+        for (uint32_t i = 0; i < s->n_listeners; i++)
+            if (build_listener(&s->listeners[i], &cfg->listeners[i], s->n_clusters) != 0)
+                goto fail;
+    }
+    return s;
+fail:
+    snap_free(s);
+    return NULL;
+}
+
+void keel_snap_ref(struct keel_snap *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void keel_snap_unref(struct keel_snap *s)
+{
+    if (s == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        snap_free(s);
+}
+
+int keel_snap_find_cluster(const struct keel_snap *s, const char *name)
+{
+    for (uint32_t c = 0; c < s->n_clusters; c++)
+        if (s->clusters[c].name != NULL && strcmp(s->clusters[c].name, name) == 0)
+            return (int)c;
+    return -1;
+}

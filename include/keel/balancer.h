@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/* Load-balancing policies: one file per policy under sidecar/balancer/, behind an ops struct.
+ * [worker] unless noted. */
+#ifndef KEEL_BALANCER_H
+#define KEEL_BALANCER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "keel/snap.h"
+
+/* What a pick knows about the request. */
+struct keel_lb_req {
+    uint64_t hash;           /* hash of the client key (client IP for ip_hash) */
+    const uint32_t *exclude; /* endpoint indices not to pick (already tried), may be NULL */
+    size_t n_exclude;
+};
+
+struct keel_lb_ops {
+    const char *name; /* as in keel.yaml */
+    /**
+     * Creates the per-worker state for one cluster of one snapshot (counters, current weights).
+     * Called when a worker adopts a snapshot. May return NULL when the policy has no state;
+     * returns NULL on ENOMEM too, and pick() must then still work (stateless fallback).
+     */
+    void *(*state_new)(const struct keel_cluster *cl);
+    /** Frees what state_new returned (NULL is fine). */
+    void (*state_free)(void *st);
+    /**
+     * Chooses an eligible endpoint (keel_ep_eligible) not in req->exclude.
+     * @return endpoint index, or -1 when none is eligible.
+     */
+    int (*pick)(const struct keel_cluster *cl, void *st, const struct keel_lb_req *req);
+};
+
+extern const struct keel_lb_ops keel_lb_weighted_least_conn;
+extern const struct keel_lb_ops keel_lb_least_conn;
+extern const struct keel_lb_ops keel_lb_round_robin;
+extern const struct keel_lb_ops keel_lb_weighted_round_robin;
+extern const struct keel_lb_ops keel_lb_ip_hash;
+extern const struct keel_lb_ops keel_lb_random;
+
+/** Registry indexed by enum keel_lb_policy. [any] */
+extern const struct keel_lb_ops *const keel_lb_registry[KEEL_LB__COUNT];
+
+/** Whether index i is in req->exclude. [any] */
+int keel_balancer_excluded(const struct keel_lb_req *req, uint32_t i);
+
+/** 64-bit hash (FNV-1a then a finaliser) for hashing client keys. [any] */
+uint64_t keel_balancer_hash(const void *data, size_t len);
+
+#endif

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/* keel.yaml: the configuration model and its loader. Loaded once by main. [control] */
+#ifndef KEEL_CONFIG_H
+#define KEEL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum keel_lb_policy {
+    KEEL_LB_WEIGHTED_LEAST_CONN = 0, /* "weighted_least_conn" (default) */
+    KEEL_LB_LEAST_CONN,              /* "least_conn" */
+    KEEL_LB_ROUND_ROBIN,             /* "round_robin" */
+    KEEL_LB_WEIGHTED_ROUND_ROBIN,    /* "weighted_round_robin" (smooth, nginx style) */
+    KEEL_LB_IP_HASH,                 /* "ip_hash" (consistent, weighted rendezvous) */
+    KEEL_LB_RANDOM,                  /* "random" (weighted) */
+    KEEL_LB__COUNT
+};
+
+enum keel_listener_proto { KEEL_LISTEN_HTTP = 0, KEEL_LISTEN_TCP };
+
+/* A resolved socket address plus the text it came from. */
+struct keel_cfg_addr {
+    char *text; /* as written, e.g. "127.0.0.1:8080" or "[::1]:80" or "localhost:80" */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+};
+
+struct keel_cfg_kv {
+    char *name;
+    char *value; /* NULL: the header/cookie only has to be present */
+};
+
+struct keel_cfg_match {
+    char *host;        /* exact, case-insensitive, port ignored; "*.example.com" suffix; NULL any */
+    char *path_prefix; /* NULL: any */
+    char *path;        /* exact path (query ignored); NULL: any */
+    struct keel_cfg_kv *headers;
+    size_t n_headers;
+    struct keel_cfg_kv *cookies;
+    size_t n_cookies;
+};
+
+struct keel_cfg_route {
+    struct keel_cfg_match match;
+    char *cluster;   /* cluster name */
+    int cluster_idx; /* index into keel_cfg.clusters, resolved by the loader */
+    int line;        /* where it was defined, for messages */
+};
+
+struct keel_cfg_listener {
+    char *name;
+    struct keel_cfg_addr addr;
+    enum keel_listener_proto proto;
+    struct keel_cfg_route *routes; /* http */
+    size_t n_routes;
+    char *cluster;   /* tcp: the cluster all connections go to */
+    int cluster_idx; /* tcp: resolved */
+    /* http limits */
+    uint32_t max_request_line;     /* bytes, default 8192 -> 414 */
+    uint32_t max_header_size;      /* bytes, default 65536 -> 431 */
+    uint32_t max_headers;          /* fields, default 100 -> 431 */
+    uint64_t max_body_size;        /* bytes, default 1 GiB -> 413; 0 = unlimited */
+    uint32_t header_timeout_ms;    /* default 10000 -> 408 */
+    uint32_t keepalive_timeout_ms; /* idle client keep-alive, default 60000 */
+    uint32_t idle_timeout_ms;      /* tcp: no bytes either way, default 3600000; http: body stall,
+                                      default 60000 */
+    uint32_t max_connections;      /* per listener across workers, default 10000 */
+};
+
+struct keel_cfg_endpoint {
+    struct keel_cfg_addr addr;
+    uint32_t weight; /* default 1, 0 = drain */
+};
+
+struct keel_cfg_cluster {
+    char *name;
+    enum keel_lb_policy lb;
+    struct keel_cfg_endpoint *endpoints;
+    size_t n_endpoints;
+    uint32_t connect_timeout_ms;    /* default 5000 -> 504 when it fires */
+    uint32_t response_timeout_ms;   /* request sent -> response head, default 60000 -> 504 */
+    uint32_t idle_timeout_ms;       /* pooled upstream connection idle, default 60000 */
+    uint32_t max_idle_per_endpoint; /* per worker, default 64 */
+};
+
+struct keel_cfg {
+    char *file;
+    uint32_t workers;           /* default 0 = number of cores */
+    struct keel_cfg_addr admin; /* admin.address, default 127.0.0.1:9901; text NULL = off */
+    int admin_enabled;
+    uint32_t drain_timeout_ms; /* default 15000 */
+    int log_level;             /* 0 error, 1 warn, 2 info (default), 3 debug */
+    int access_log;            /* default 1 */
+    struct keel_cfg_listener *listeners;
+    size_t n_listeners;
+    struct keel_cfg_cluster *clusters;
+    size_t n_clusters;
+};
+
+/* Whether the loader may resolve host names in addresses with getaddrinfo() (default 1).
+ * With 0 a host name is an error ("name resolution disabled"); "localhost" always maps to
+ * 127.0.0.1 without a lookup. Tests and the fuzz target set 0 so they never send DNS queries. */
+extern int keel_config_resolve_names;
+
+/* Collected configuration errors, each "file:line:column: path: message". */
+struct keel_cfg_errors {
+    char **msgs;
+    size_t n;
+};
+
+/**
+ * Loads and validates a configuration file.
+ * @param path  file to read.
+ * @param out   out: the configuration, owned by the caller (keel_config_free) on success.
+ * @param errs  out: every error found (owned by caller, keel_config_errors_free); filled
+ *              also on failure to read the file ("path: cannot read: <strerror>").
+ * @return 0, KEEL_ECONFIG (errs has at least one message) or KEEL_ENOMEM. [control]
+ */
+int keel_config_load_file(const char *path, struct keel_cfg **out, struct keel_cfg_errors *errs);
+
+/** Same as keel_config_load_file() for a buffer; name is used in messages. [any] */
+int keel_config_load_buf(const char *name, const char *buf, size_t len, struct keel_cfg **out,
+                         struct keel_cfg_errors *errs);
+
+/** Frees a configuration (NULL is fine). [any] */
+void keel_config_free(struct keel_cfg *cfg);
+
+/** Frees the messages of an error list and zeroes it. [any] */
+void keel_config_errors_free(struct keel_cfg_errors *errs);
+
+/** Name of a policy as written in keel.yaml. [any] */
+const char *keel_config_lb_name(enum keel_lb_policy p);
+
+#endif

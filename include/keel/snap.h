@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/* Immutable, refcounted routing snapshot: clusters, endpoints, routes. Built by the control
+ * thread, read by workers without locks. Also the shared per-endpoint load counters. */
+#ifndef KEEL_SNAP_H
+#define KEEL_SNAP_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include "keel/config.h"
+
+/* Health bits: each source owns its bit and only that source clears it. 0 = healthy. */
+enum {
+    KEEL_EP_H_DISCOVERY = 1u << 0, /* discovery says draining / absent / critical */
+    KEEL_EP_H_ACTIVE = 1u << 1,    /* active health check failed */
+    KEEL_EP_H_PASSIVE = 1u << 2,   /* passive outlier ejection */
+    KEEL_EP_H_ADMIN = 1u << 3,     /* drained by an operator */
+};
+
+/* Response classes counted per endpoint: [0] no response (keel answered or aborted). */
+#define KEEL_STAT_CLASSES 6
+
+/*
+ * State shared by all workers for one endpoint identity, surviving snapshots. Allocated by the
+ * control thread; refcounted by snapshots and in-flight requests. All counters are relaxed.
+ */
+struct keel_ep_load {
+    _Atomic uint32_t refs;
+    _Atomic uint32_t active; /* in-flight requests (HTTP) or connections (TCP), all workers */
+    uint32_t id;             /* unique per process, never reused */
+    _Atomic uint64_t requests[KEEL_STAT_CLASSES];
+    _Atomic uint64_t connect_failures;
+    _Atomic uint64_t connections; /* upstream connections opened */
+};
+
+struct keel_endpoint {
+    char name[64]; /* "address:port" as shown in logs and the admin API */
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    uint32_t weight; /* effective weight; 0 = gets no new requests */
+    uint32_t health; /* KEEL_EP_H_* bits; 0 = healthy */
+    struct keel_ep_load *load;
+};
+
+/* Latency histogram bucket upper bounds in milliseconds (plus +Inf). */
+#define KEEL_LAT_BUCKETS 12
+extern const double keel_lat_bounds_ms[KEEL_LAT_BUCKETS];
+
+/* Per-cluster counters shared by all workers, alive for the whole process. */
+struct keel_cluster_stats {
+    _Atomic uint64_t lat_bucket[KEEL_LAT_BUCKETS + 1];
+    _Atomic uint64_t lat_sum_us;
+    _Atomic uint64_t lat_count;
+    _Atomic uint64_t no_endpoint; /* 503s for lack of an eligible endpoint */
+};
+
+struct keel_lb_ops;
+
+struct keel_cluster {
+    const char *name;
+    uint32_t index;
+    const struct keel_cfg_cluster *cfg; /* timeouts, limits; lives as long as the process */
+    const struct keel_lb_ops *lb;
+    struct keel_endpoint *eps;
+    uint32_t n_eps;
+    struct keel_cluster_stats *stats;
+};
+
+struct keel_snap_route {
+    const struct keel_cfg_match *match;
+    uint32_t cluster; /* index into snap->clusters */
+};
+
+struct keel_snap_listener {
+    const struct keel_cfg_listener *cfg;
+    struct keel_snap_route *routes;
+    uint32_t n_routes;
+    int tcp_cluster; /* tcp listeners: cluster index, else -1 */
+};
+
+struct keel_snap {
+    _Atomic uint32_t refs;
+    uint64_t gen; /* strictly increasing */
+    struct keel_cluster *clusters;
+    uint32_t n_clusters;
+    struct keel_snap_listener *listeners; /* same order as cfg->listeners */
+    uint32_t n_listeners;
+};
+
+/** Whether an endpoint may receive new requests: healthy and weight > 0. [any] */
+static inline int keel_ep_eligible(const struct keel_endpoint *ep)
+{
+    return ep->health == 0 && ep->weight > 0;
+}
+
+/** Allocates a load record with one reference. @return NULL on ENOMEM. [control] */
+struct keel_ep_load *keel_ep_load_new(void);
+/** Takes a reference. [any] */
+void keel_ep_load_ref(struct keel_ep_load *l);
+/** Drops a reference and frees at zero. [any] */
+void keel_ep_load_unref(struct keel_ep_load *l);
+
+/**
+ * Builds the first snapshot from a static configuration: one endpoint per configured
+ * address, fresh load records. The snapshot points into cfg, which must outlive it.
+ * @return NULL on ENOMEM. [control]
+ */
+struct keel_snap *keel_snap_from_config(const struct keel_cfg *cfg, uint64_t gen,
+                                        struct keel_cluster_stats *stats);
+
+/** Takes a reference on a snapshot. [any] */
+void keel_snap_ref(struct keel_snap *s);
+/** Drops a reference; frees the snapshot (and its load references) at zero. [any] */
+void keel_snap_unref(struct keel_snap *s);
+
+/** Finds a cluster by name. @return index or -1. [any] */
+int keel_snap_find_cluster(const struct keel_snap *s, const char *name);
+
+#endif

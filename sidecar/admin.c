@@ -1,0 +1,440 @@
+/* SPDX-License-Identifier: MIT */
+/* Admin HTTP endpoint: readiness, the state of every endpoint, Prometheus metrics. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "keel/balancer.h"
+#include "keel/err.h"
+#include "keel/log.h"
+#include "admin.h"
+#include "conn.h"
+
+#define ADMIN_MAX_REQ 16384
+
+struct admin_conn {
+    ev_io io;
+    ev_timer timer;
+    int fd;
+    struct keel_buf in, out;
+    struct admin_conn *next;
+};
+
+static struct {
+    struct keel_runtime *rt;
+    int fd;
+    ev_io io;
+    struct admin_conn *conns;
+} admin = {.fd = -1};
+
+static const char *const class_names[KEEL_STAT_CLASSES] = {"none", "1xx", "2xx",
+                                                           "3xx",  "4xx", "5xx"};
+
+/* Prometheus label values escape backslash, double quote and newline. */
+static void label(struct keel_buf *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            keel_buf_printf(b, "\\%c", *v);
+        else if (*v == '\n')
+            keel_buf_append(b, "\\n", 2);
+        else
+            keel_buf_append(b, v, 1);
+    }
+}
+
+static void help(struct keel_buf *b, const char *name, const char *type, const char *text)
+{
+    keel_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
+}
+
+static uint64_t ld(_Atomic uint64_t *p)
+{
+    return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
+{
+    const struct keel_cfg *cfg = rt->cfg;
+    const struct keel_snap *s = rt->snap;
+
+    help(b, "keel_listener_requests_total", "counter",
+         "Requests answered on a listener, by status class (none: no response).");
+    for (size_t i = 0; i < cfg->n_listeners; i++)
+        for (int k = 0; k < KEEL_STAT_CLASSES; k++) {
+            keel_buf_printf(b, "keel_listener_requests_total{listener=\"");
+            label(b, cfg->listeners[i].name);
+            keel_buf_printf(b, "\",class=\"%s\"} %llu\n", class_names[k],
+                            (unsigned long long)ld(&rt->lstats[i].requests[k]));
+        }
+    help(b, "keel_listener_active_connections", "gauge", "Open client connections.");
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        keel_buf_printf(b, "keel_listener_active_connections{listener=\"");
+        label(b, cfg->listeners[i].name);
+        keel_buf_printf(
+            b, "\"} %lld\n",
+            (long long)atomic_load_explicit(&rt->lstats[i].active_conns, memory_order_relaxed));
+    }
+    help(b, "keel_listener_connections_total", "counter", "Client connections accepted.");
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        keel_buf_printf(b, "keel_listener_connections_total{listener=\"");
+        label(b, cfg->listeners[i].name);
+        keel_buf_printf(b, "\"} %llu\n", (unsigned long long)ld(&rt->lstats[i].accepted));
+    }
+    help(b, "keel_listener_rejected_connections_total", "counter",
+         "Client connections closed at once because max_connections was reached.");
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        keel_buf_printf(b, "keel_listener_rejected_connections_total{listener=\"");
+        label(b, cfg->listeners[i].name);
+        keel_buf_printf(b, "\"} %llu\n", (unsigned long long)ld(&rt->lstats[i].rejected));
+    }
+    help(b, "keel_listener_parse_errors_total", "counter",
+         "Requests rejected as malformed or over a limit.");
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        keel_buf_printf(b, "keel_listener_parse_errors_total{listener=\"");
+        label(b, cfg->listeners[i].name);
+        keel_buf_printf(b, "\"} %llu\n", (unsigned long long)ld(&rt->lstats[i].parse_errors));
+    }
+
+    struct {
+        const char *name, *type, *help;
+    } ep_metrics[] = {
+        {"keel_upstream_requests_total", "counter",
+         "Requests sent to an endpoint, by the status class the client got."},
+        {"keel_upstream_active_requests", "gauge",
+         "In-flight requests (HTTP) or connections (TCP) on an endpoint, all workers."},
+        {"keel_upstream_connect_failures_total", "counter", "Failed connection attempts."},
+        {"keel_upstream_connections_total", "counter", "Upstream connections opened."},
+        {"keel_upstream_weight", "gauge", "Effective weight of an endpoint."},
+        {"keel_upstream_healthy", "gauge", "1 when the endpoint may receive new requests."},
+    };
+    for (size_t m = 0; m < sizeof(ep_metrics) / sizeof(ep_metrics[0]); m++) {
+        help(b, ep_metrics[m].name, ep_metrics[m].type, ep_metrics[m].help);
+        for (uint32_t c = 0; c < s->n_clusters; c++) {
+            const struct keel_cluster *cl = &s->clusters[c];
+            for (uint32_t e = 0; e < cl->n_eps; e++) {
+                const struct keel_endpoint *ep = &cl->eps[e];
+                struct keel_ep_load *ld_ = ep->load;
+                int kmax = m == 0 ? KEEL_STAT_CLASSES : 1;
+                for (int k = 0; k < kmax; k++) {
+                    keel_buf_printf(b, "%s{cluster=\"", ep_metrics[m].name);
+                    label(b, cl->name);
+                    keel_buf_printf(b, "\",endpoint=\"");
+                    label(b, ep->name);
+                    if (m == 0)
+                        keel_buf_printf(b, "\",class=\"%s", class_names[k]);
+                    unsigned long long v = 0;
+                    switch (m) {
+                    case 0:
+                        v = ld(&ld_->requests[k]);
+                        break;
+                    case 1:
+                        v = atomic_load_explicit(&ld_->active, memory_order_relaxed);
+                        break;
+                    case 2:
+                        v = ld(&ld_->connect_failures);
+                        break;
+                    case 3:
+                        v = ld(&ld_->connections);
+                        break;
+                    case 4:
+                        v = ep->weight;
+                        break;
+                    default:
+                        v = keel_ep_eligible(ep) ? 1 : 0;
+                    }
+                    keel_buf_printf(b, "\"} %llu\n", v);
+                }
+            }
+        }
+    }
+    help(b, "keel_cluster_no_endpoint_total", "counter",
+         "Requests answered 503 because no endpoint was eligible.");
+    for (uint32_t c = 0; c < s->n_clusters; c++) {
+        keel_buf_printf(b, "keel_cluster_no_endpoint_total{cluster=\"");
+        label(b, s->clusters[c].name);
+        keel_buf_printf(b, "\"} %llu\n",
+                        s->clusters[c].stats
+                            ? (unsigned long long)ld(&s->clusters[c].stats->no_endpoint)
+                            : 0ULL);
+    }
+    help(b, "keel_request_duration_seconds", "histogram",
+         "Time from request head to the end of the response, per cluster.");
+    for (uint32_t c = 0; c < s->n_clusters; c++) {
+        struct keel_cluster_stats *st = s->clusters[c].stats;
+        if (!st)
+            continue;
+        uint64_t cum = 0;
+        for (int k = 0; k <= KEEL_LAT_BUCKETS; k++) {
+            cum += ld(&st->lat_bucket[k]);
+            keel_buf_printf(b, "keel_request_duration_seconds_bucket{cluster=\"");
+            label(b, s->clusters[c].name);
+            if (k < KEEL_LAT_BUCKETS)
+                keel_buf_printf(b, "\",le=\"%g\"} %llu\n", keel_lat_bounds_ms[k] / 1000.0,
+                                (unsigned long long)cum);
+            else
+                keel_buf_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+        }
+        keel_buf_printf(b, "keel_request_duration_seconds_sum{cluster=\"");
+        label(b, s->clusters[c].name);
+        keel_buf_printf(b, "\"} %.6f\n", (double)ld(&st->lat_sum_us) / 1e6);
+        keel_buf_printf(b, "keel_request_duration_seconds_count{cluster=\"");
+        label(b, s->clusters[c].name);
+        keel_buf_printf(b, "\"} %llu\n", (unsigned long long)cum);
+    }
+    help(b, "keel_snapshot_generation", "gauge", "Generation of the routing snapshot in use.");
+    keel_buf_printf(b, "keel_snapshot_generation %llu\n", (unsigned long long)s->gen);
+    help(b, "keel_draining", "gauge", "1 while keel is shutting down.");
+    keel_buf_printf(b, "keel_draining %d\n", atomic_load(&rt->draining) ? 1 : 0);
+    return 0;
+}
+
+/* Why an endpoint gets or does not get new requests. */
+static const char *ep_state(const struct keel_endpoint *ep, const char **reason)
+{
+    if (ep->health & KEEL_EP_H_ADMIN) {
+        *reason = "drained by an operator";
+        return "draining";
+    }
+    if (ep->health & KEEL_EP_H_DISCOVERY) {
+        *reason = "discovery reports it draining or critical";
+        return "draining";
+    }
+    if (ep->health & KEEL_EP_H_ACTIVE) {
+        *reason = "active health check failing";
+        return "unhealthy";
+    }
+    if (ep->health & KEEL_EP_H_PASSIVE) {
+        *reason = "ejected after consecutive failures";
+        return "ejected";
+    }
+    if (ep->weight == 0) {
+        *reason = "weight is 0";
+        return "draining";
+    }
+    *reason = "serving";
+    return "healthy";
+}
+
+int keel_admin_clusters(struct keel_runtime *rt, struct keel_buf *b)
+{
+    const struct keel_snap *s = rt->snap;
+    json_t *root = json_object();
+    json_t *cls = json_array();
+    json_object_set_new(root, "generation", json_integer((json_int_t)s->gen));
+    json_object_set_new(root, "draining", json_boolean(atomic_load(&rt->draining)));
+    for (uint32_t c = 0; c < s->n_clusters; c++) {
+        const struct keel_cluster *cl = &s->clusters[c];
+        json_t *jc = json_object();
+        json_t *eps = json_array();
+        json_object_set_new(jc, "name", json_string(cl->name));
+        json_object_set_new(jc, "lb", json_string(cl->lb->name));
+        json_object_set_new(jc, "discovery", json_string("static"));
+        if (cl->stats)
+            json_object_set_new(jc, "no_endpoint",
+                                json_integer((json_int_t)ld(&cl->stats->no_endpoint)));
+        for (uint32_t e = 0; e < cl->n_eps; e++) {
+            const struct keel_endpoint *ep = &cl->eps[e];
+            const char *reason = "";
+            json_t *je = json_object();
+            json_t *reqs = json_object();
+            json_object_set_new(je, "address", json_string(ep->name));
+            json_object_set_new(je, "weight", json_integer(ep->weight));
+            json_object_set_new(
+                je, "active",
+                json_integer(atomic_load_explicit(&ep->load->active, memory_order_relaxed)));
+            json_object_set_new(je, "state", json_string(ep_state(ep, &reason)));
+            json_object_set_new(je, "reason", json_string(reason));
+            for (int k = 0; k < KEEL_STAT_CLASSES; k++)
+                json_object_set_new(reqs, class_names[k],
+                                    json_integer((json_int_t)ld(&ep->load->requests[k])));
+            json_object_set_new(je, "requests", reqs);
+            json_object_set_new(je, "connect_failures",
+                                json_integer((json_int_t)ld(&ep->load->connect_failures)));
+            json_object_set_new(je, "connections",
+                                json_integer((json_int_t)ld(&ep->load->connections)));
+            json_array_append_new(eps, je);
+        }
+        json_object_set_new(jc, "endpoints", eps);
+        json_array_append_new(cls, jc);
+    }
+    json_object_set_new(root, "clusters", cls);
+    char *txt = json_dumps(root, JSON_INDENT(2));
+    json_decref(root);
+    if (!txt)
+        return KEEL_ENOMEM;
+    int rc = keel_buf_append(b, txt, strlen(txt));
+    rc |= keel_buf_append(b, "\n", 1);
+    free(txt);
+    return rc ? KEEL_ENOMEM : 0;
+}
+
+static void admin_close(struct admin_conn *a)
+{
+    struct ev_loop *loop = admin.rt->control_loop;
+    ev_io_stop(loop, &a->io);
+    ev_timer_stop(loop, &a->timer);
+    close(a->fd);
+    keel_buf_free(&a->in);
+    keel_buf_free(&a->out);
+    struct admin_conn **pp = &admin.conns;
+    while (*pp && *pp != a)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = a->next;
+    free(a);
+}
+
+static void respond(struct admin_conn *a, int status, const char *reason, const char *ctype,
+                    struct keel_buf *body)
+{
+    keel_buf_printf(&a->out,
+                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                    "Connection: close\r\n\r\n",
+                    status, reason, ctype, body->len);
+    keel_buf_append(&a->out, body->data + body->off, body->len);
+}
+
+static void handle(struct admin_conn *a, const struct keel_http1_request *req)
+{
+    struct keel_runtime *rt = admin.rt;
+    struct keel_buf body = {0};
+    size_t pl = req->target_len;
+    const char *q = memchr(req->target, '?', pl);
+    if (q)
+        pl = (size_t)(q - req->target);
+    int is_get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+#define PATH_IS(p) (pl == strlen(p) && memcmp(req->target, p, pl) == 0)
+    if (!is_get) {
+        keel_buf_printf(&body, "method not allowed\n");
+        respond(a, 405, "Method Not Allowed", "text/plain", &body);
+    } else if (PATH_IS("/ready")) {
+        int d = atomic_load(&rt->draining);
+        keel_buf_printf(&body, d ? "draining\n" : "ready\n");
+        respond(a, d ? 503 : 200, d ? "Service Unavailable" : "OK", "text/plain", &body);
+    } else if (PATH_IS("/metrics")) {
+        keel_admin_metrics(rt, &body);
+        respond(a, 200, "OK", "text/plain; version=0.0.4", &body);
+    } else if (PATH_IS("/v1/clusters")) {
+        keel_admin_clusters(rt, &body);
+        respond(a, 200, "OK", "application/json", &body);
+    } else {
+        keel_buf_printf(&body, "not found; try /ready, /metrics, /v1/clusters\n");
+        respond(a, 404, "Not Found", "text/plain", &body);
+    }
+#undef PATH_IS
+    keel_buf_free(&body);
+}
+
+static void on_admin_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct admin_conn *a = io->data;
+    if (a->out.len == 0) {
+        if (keel_buf_reserve(&a->in, 4096, ADMIN_MAX_REQ) != 0) {
+            admin_close(a);
+            return;
+        }
+        ssize_t n =
+            read(a->fd, a->in.data + a->in.off + a->in.len, a->in.cap - a->in.off - a->in.len);
+        if (n <= 0) {
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+            admin_close(a);
+            return;
+        }
+        a->in.len += (size_t)n;
+        struct keel_http1_header hdrs[64];
+        struct keel_http1_request req = {0};
+        req.headers = hdrs;
+        req.num_headers = 64;
+        ssize_t r = keel_http1_parse_request(a->in.data + a->in.off, a->in.len, &req, NULL, NULL);
+        if (r == KEEL_EAGAIN)
+            return;
+        if (r < 0) {
+            struct keel_buf body = {0};
+            keel_buf_printf(&body, "bad request: %s\n", keel_strerror((int)r));
+            respond(a, 400, "Bad Request", "text/plain", &body);
+            keel_buf_free(&body);
+        } else {
+            handle(a, &req);
+        }
+        ev_io_stop(loop, &a->io);
+        ev_io_set(&a->io, a->fd, EV_WRITE);
+        ev_io_start(loop, &a->io);
+    }
+    ssize_t w = write(a->fd, a->out.data + a->out.off, a->out.len);
+    if (w < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (w <= 0) {
+        admin_close(a);
+        return;
+    }
+    keel_buf_consume(&a->out, (size_t)w);
+    if (a->out.len == 0)
+        admin_close(a);
+}
+
+static void on_admin_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    admin_close(t->data);
+}
+
+static void on_admin_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+    for (int i = 0; i < 16; i++) {
+        int fd = accept4(admin.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        struct admin_conn *a = calloc(1, sizeof(*a));
+        if (!a) {
+            close(fd);
+            continue;
+        }
+        a->fd = fd;
+        ev_io_init(&a->io, on_admin_io, fd, EV_READ);
+        a->io.data = a;
+        ev_timer_init(&a->timer, on_admin_timer, 10.0, 0.);
+        a->timer.data = a;
+        ev_io_start(loop, &a->io);
+        ev_timer_start(loop, &a->timer);
+        a->next = admin.conns;
+        admin.conns = a;
+    }
+}
+
+int keel_admin_start(struct keel_runtime *rt)
+{
+    const struct keel_cfg *cfg = rt->cfg;
+    admin.rt = rt;
+    int fd = socket(cfg->admin.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&cfg->admin.sa, cfg->admin.salen) != 0 ||
+        listen(fd, 128) != 0)
+        goto fail;
+    admin.fd = fd;
+    ev_io_init(&admin.io, on_admin_accept, fd, EV_READ);
+    ev_io_start(rt->control_loop, &admin.io);
+    return 0;
+fail:
+    KEEL_ERROR("admin: cannot listen on %s: %s", cfg->admin.text, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return KEEL_EIO;
+}
+
+void keel_admin_stop(void)
+{
+    if (admin.fd < 0)
+        return;
+    ev_io_stop(admin.rt->control_loop, &admin.io);
+    close(admin.fd);
+    admin.fd = -1;
+    while (admin.conns)
+        admin_close(admin.conns);
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/* Balancer registry and helpers shared by every policy (exclusion test, key hashing). */
+#include <stddef.h>
+#include <stdint.h>
+#include "keel/balancer.h"
+
+const struct keel_lb_ops *const keel_lb_registry[KEEL_LB__COUNT] = {
+    [KEEL_LB_WEIGHTED_LEAST_CONN] = &keel_lb_weighted_least_conn,
+    [KEEL_LB_LEAST_CONN] = &keel_lb_least_conn,
+    [KEEL_LB_ROUND_ROBIN] = &keel_lb_round_robin,
+    [KEEL_LB_WEIGHTED_ROUND_ROBIN] = &keel_lb_weighted_round_robin,
+    [KEEL_LB_IP_HASH] = &keel_lb_ip_hash,
+    [KEEL_LB_RANDOM] = &keel_lb_random,
+};
+
+int keel_balancer_excluded(const struct keel_lb_req *req, uint32_t i)
+{
+    /* The list holds the few endpoints already tried for one request: a scan beats anything
+     * cleverer. */
+    if (req == NULL || req->exclude == NULL)
+        return 0;
+    for (size_t k = 0; k < req->n_exclude; k++)
+        if (req->exclude[k] == i)
+            return 1;
+    return 0;
+}
+
+uint64_t keel_balancer_hash(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 offset basis */
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull; /* FNV 64 prime */
+    }
+    /* FNV-1a mixes the high bits poorly for short keys such as IPv4 addresses; the splitmix64
+     * finaliser gives every output bit an even chance of flipping for each input bit. */
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    return h;
+}

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/* Least-connections: lowest active count across all workers, weights ignored (but 0 drains). */
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+#include "keel/balancer.h"
+
+/* Up to this many endpoints a full scan is cheaper than the random draws of two-choices; above
+ * it, reading every shared counter (one cache miss each) would cost more than the choice gains. */
+#define LC_SCAN_MAX 16
+
+struct lc_state {
+    uint32_t next; /* where the scan starts, so ties do not always favour endpoint 0 */
+    uint64_t rng;  /* xorshift64* state, never 0 */
+};
+
+/* Used when state_new failed: shared by all clusters of this thread, still rotates. */
+static _Thread_local struct lc_state fallback;
+
+static uint64_t rng_next(struct lc_state *s)
+{
+    uint64_t x = s->rng;
+
+    if (x == 0)
+        x = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* Uniform in [0, n) without a division (Lemire's multiply-shift). */
+static uint32_t rng_below(struct lc_state *s, uint32_t n)
+{
+    return (uint32_t)(((rng_next(s) >> 32) * (uint64_t)n) >> 32);
+}
+
+static int usable(const struct keel_cluster *cl, const struct keel_lb_req *req, uint32_t i)
+{
+    return keel_ep_eligible(&cl->eps[i]) && !keel_balancer_excluded(req, i);
+}
+
+static uint32_t active_of(const struct keel_endpoint *ep)
+{
+    return ep->load ? atomic_load_explicit(&ep->load->active, memory_order_relaxed) : 0;
+}
+
+static int pick_scan(const struct keel_cluster *cl, struct lc_state *s,
+                     const struct keel_lb_req *req)
+{
+    uint32_t n = cl->n_eps;
+    uint32_t start = s->next < n ? s->next : 0;
+    int best = -1;
+    uint32_t best_active = 0;
+
+    for (uint32_t k = 0, i = start; k < n; k++, i = i + 1 < n ? i + 1 : 0) {
+        if (!usable(cl, req, i))
+            continue;
+        uint32_t a = active_of(&cl->eps[i]);
+        if (best < 0 || a < best_active) {
+            best = (int)i;
+            best_active = a;
+        }
+    }
+    /* Start after the winner next time: endpoints tied at the lowest score then take turns
+     * even when others sit between them. */
+    if (best >= 0)
+        s->next = (uint32_t)best + 1 < n ? (uint32_t)best + 1 : 0;
+    return best;
+}
+
+/* A uniformly random usable endpoint other than `avoid`, or -1. A few random probes find one
+ * at once in a healthy cluster; a scan from a random start covers mostly-ineligible ones. */
+static int random_usable(const struct keel_cluster *cl, struct lc_state *s,
+                         const struct keel_lb_req *req, int avoid)
+{
+    uint32_t n = cl->n_eps;
+
+    for (int tries = 0; tries < 4; tries++) {
+        uint32_t i = rng_below(s, n);
+        if ((int)i != avoid && usable(cl, req, i))
+            return (int)i;
+    }
+    uint32_t i = rng_below(s, n);
+    for (uint32_t k = 0; k < n; k++, i = i + 1 < n ? i + 1 : 0)
+        if ((int)i != avoid && usable(cl, req, i))
+            return (int)i;
+    return -1;
+}
+
+static int pick_two_choices(const struct keel_cluster *cl, struct lc_state *s,
+                            const struct keel_lb_req *req)
+{
+    int a = random_usable(cl, s, req, -1);
+    if (a < 0)
+        return -1;
+    int b = random_usable(cl, s, req, a);
+    if (b < 0)
+        return a;
+    return active_of(&cl->eps[b]) < active_of(&cl->eps[a]) ? b : a;
+}
+
+static int lc_pick(const struct keel_cluster *cl, void *st, const struct keel_lb_req *req)
+{
+    struct lc_state *s = st ? st : &fallback;
+
+    if (cl->n_eps == 0)
+        return -1;
+    if (cl->n_eps <= LC_SCAN_MAX)
+        return pick_scan(cl, s, req);
+    return pick_two_choices(cl, s, req);
+}
+
+static void *lc_state_new(const struct keel_cluster *cl)
+{
+    struct lc_state *s = malloc(sizeof(*s));
+    struct timespec ts;
+
+    if (s == NULL)
+        return NULL;
+    timespec_get(&ts, TIME_UTC);
+    s->next = 0;
+    /* Distinct per worker and per snapshot so workers do not draw the same pairs. */
+    s->rng = ((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull) ^
+             ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec) ^ cl->index;
+    if (s->rng == 0)
+        s->rng = 1;
+    return s;
+}
+
+static void lc_state_free(void *st)
+{
+    free(st);
+}
+
+const struct keel_lb_ops keel_lb_least_conn = {
+    .name = "least_conn",
+    .state_new = lc_state_new,
+    .state_free = lc_state_free,
+    .pick = lc_pick,
+};

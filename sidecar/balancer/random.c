@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/* Weighted random: each eligible endpoint with probability weight / total eligible weight. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+#include "keel/balancer.h"
+
+struct rnd_state {
+    uint64_t rng; /* xorshift64* state, never 0 */
+};
+
+/* Used when state_new failed. */
+static _Thread_local struct rnd_state fallback;
+
+static uint64_t rng_next(struct rnd_state *s)
+{
+    uint64_t x = s->rng;
+
+    if (x == 0)
+        x = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+static int rnd_pick(const struct keel_cluster *cl, void *st, const struct keel_lb_req *req)
+{
+    struct rnd_state *s = st ? st : &fallback;
+    uint64_t total = 0;
+
+    for (uint32_t i = 0; i < cl->n_eps; i++)
+        if (keel_ep_eligible(&cl->eps[i]) && !keel_balancer_excluded(req, i))
+            total += cl->eps[i].weight;
+    if (total == 0)
+        return -1;
+    /* The modulo bias is total / 2^64: nothing for any real sum of 32-bit weights. */
+    uint64_t r = rng_next(s) % total;
+    for (uint32_t i = 0; i < cl->n_eps; i++) {
+        if (!keel_ep_eligible(&cl->eps[i]) || keel_balancer_excluded(req, i))
+            continue;
+        if (r < cl->eps[i].weight)
+            return (int)i;
+        r -= cl->eps[i].weight;
+    }
+    return -1; /* not reached */
+}
+
+static void *rnd_state_new(const struct keel_cluster *cl)
+{
+    struct rnd_state *s = malloc(sizeof(*s));
+    struct timespec ts;
+
+    if (s == NULL)
+        return NULL;
+    timespec_get(&ts, TIME_UTC);
+    s->rng = ((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull) ^
+             ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec) ^ cl->index;
+    if (s->rng == 0)
+        s->rng = 1;
+    return s;
+}
+
+static void rnd_state_free(void *st)
+{
+    free(st);
+}
+
+const struct keel_lb_ops keel_lb_random = {
+    .name = "random",
+    .state_new = rnd_state_new,
+    .state_free = rnd_state_free,
+    .pick = rnd_pick,
+};

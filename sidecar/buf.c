@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/* Growable byte buffers for connection input and output. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "keel/err.h"
+#include "worker.h"
+
+int keel_buf_reserve(struct keel_buf *b, size_t n, size_t max)
+{
+    if (b->cap - b->off - b->len >= n)
+        return 0;
+    if (b->off > 0 && b->cap - b->len >= n) {
+        /* Compacting is cheaper than growing: the unread rest is usually small. */
+        memmove(b->data, b->data + b->off, b->len);
+        b->off = 0;
+        return 0;
+    }
+    size_t need = b->len + n;
+    if (max && need > max)
+        return KEEL_EINVAL;
+    size_t cap = b->cap ? b->cap : KEEL_BUF_CHUNK;
+    while (cap < need)
+        cap *= 2;
+    if (max && cap > max)
+        cap = max;
+    char *nd = malloc(cap);
+    if (!nd)
+        return KEEL_ENOMEM;
+    if (b->len)
+        memcpy(nd, b->data + b->off, b->len);
+    free(b->data);
+    b->data = nd;
+    b->cap = cap;
+    b->off = 0;
+    return 0;
+}
+
+int keel_buf_append(struct keel_buf *b, const void *p, size_t n)
+{
+    int rc = keel_buf_reserve(b, n, 0);
+    if (rc)
+        return rc;
+    memcpy(b->data + b->off + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int keel_buf_printf(struct keel_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return KEEL_EINVAL;
+    int rc = keel_buf_reserve(b, (size_t)n + 1, 0);
+    if (rc)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->off + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+void keel_buf_consume(struct keel_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->off = 0;
+        b->len = 0;
+        return;
+    }
+    b->off += n;
+    b->len -= n;
+}
+
+void keel_buf_free(struct keel_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}

@@ -1,0 +1,1612 @@
+/* SPDX-License-Identifier: MIT */
+/* keel.yaml loader: libyaml document -> struct keel_cfg, collecting every error. [control] */
+#include "keel/config.h"
+#include "keel/err.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+int keel_config_resolve_names = 1;
+
+/* Bounds memory on hostile input; a real config never comes close. */
+#define MAX_ERRORS 1000
+#define MAX_FILE_SIZE (16u << 20)
+#define MAX_NAME_LEN 128
+#define PATHLEN 256
+#define MAX_KEYS 16
+
+struct errpos {
+    size_t line, col, seq;
+};
+
+struct ctx {
+    const char *name;
+    yaml_document_t *doc;
+    unsigned char *entered; /* per node: collection already walked (reached again = alias) */
+    size_t n_nodes;
+    struct keel_cfg_errors *errs;
+    struct errpos *pos; /* parallel to errs->msgs, for sorting by position */
+    size_t cap;
+    int nomem;
+    int truncated;
+};
+
+/* Quoted, escaped, truncated copy of user text for messages. */
+struct qbuf {
+    char s[96];
+};
+
+static const char *const lb_names[KEEL_LB__COUNT] = {
+    "weighted_least_conn", "least_conn", "round_robin", "weighted_round_robin", "ip_hash", "random",
+};
+
+const char *keel_config_lb_name(enum keel_lb_policy p)
+{
+    if ((int)p < 0 || p >= KEEL_LB__COUNT)
+        return "unknown";
+    return lb_names[p];
+}
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+static void add_error_v(struct ctx *c, size_t line, size_t col, const char *path, const char *fmt,
+                        va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void add_error_v(struct ctx *c, size_t line, size_t col, const char *path, const char *fmt,
+                        va_list ap)
+{
+    if (c->errs->n >= MAX_ERRORS) {
+        c->truncated = 1;
+        return;
+    }
+    if (c->errs->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 8;
+        char **m = realloc(c->errs->msgs, ncap * sizeof(*m));
+        if (!m) {
+            c->nomem = 1;
+            return;
+        }
+        c->errs->msgs = m;
+        struct errpos *p = realloc(c->pos, ncap * sizeof(*p));
+        if (!p) {
+            c->nomem = 1;
+            return;
+        }
+        c->pos = p;
+        c->cap = ncap;
+    }
+    char body[768];
+    vsnprintf(body, sizeof(body), fmt, ap);
+    if (!path[0])
+        path = "(top level)";
+    int len = snprintf(NULL, 0, "%s:%zu:%zu: %s: %s", c->name, line, col, path, body);
+    char *msg = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (!msg) {
+        c->nomem = 1;
+        return;
+    }
+    snprintf(msg, (size_t)len + 1, "%s:%zu:%zu: %s: %s", c->name, line, col, path, body);
+    c->pos[c->errs->n] = (struct errpos){line, col, c->errs->n};
+    c->errs->msgs[c->errs->n++] = msg;
+}
+
+static void err_at(struct ctx *c, size_t line, size_t col, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void err_at(struct ctx *c, size_t line, size_t col, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_error_v(c, line, col, path, fmt, ap);
+    va_end(ap);
+}
+
+/* An error at a node's position (libyaml marks are 0-based, messages 1-based). */
+static void err(struct ctx *c, const yaml_node_t *n, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void err(struct ctx *c, const yaml_node_t *n, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_error_v(c, n->start_mark.line + 1, n->start_mark.column + 1, path, fmt, ap);
+    va_end(ap);
+}
+
+static const char *quote(struct qbuf *q, const char *s, size_t len)
+{
+    const size_t max = sizeof(q->s) - 16; /* room for an escape, "..." and the quotes */
+    size_t o = 0;
+    q->s[o++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (o >= max) {
+            /* Do not cut a UTF-8 sequence in half. */
+            while (o > 1 && ((unsigned char)q->s[o - 1] & 0xC0) == 0x80)
+                o--;
+            if (o > 1 && ((unsigned char)q->s[o - 1] & 0xC0) == 0xC0)
+                o--;
+            memcpy(q->s + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (ch == '"' || ch == '\\') {
+            q->s[o++] = '\\';
+            q->s[o++] = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            o += (size_t)snprintf(q->s + o, 5, "\\x%02x", ch);
+        } else {
+            q->s[o++] = (char)ch;
+        }
+    }
+    q->s[o++] = '"';
+    q->s[o] = 0;
+    return q->s;
+}
+
+static const char *quotez(struct qbuf *q, const char *s)
+{
+    return quote(q, s, strlen(s));
+}
+
+static int is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    const char *s = (const char *)n->data.scalar.value;
+    size_t len = n->data.scalar.length;
+    return len == 0 || (len == 1 && s[0] == '~') ||
+           (len == 4 && (!strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL")));
+}
+
+/* What a node is, for "found ..." in messages. */
+static const char *describe(struct qbuf *q, const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    case YAML_SEQUENCE_NODE:
+        return "a sequence";
+    case YAML_SCALAR_NODE:
+        if (is_null(n))
+            return "null";
+        return quote(q, (const char *)n->data.scalar.value, n->data.scalar.length);
+    default:
+        return "nothing";
+    }
+}
+
+/* ---- paths ----------------------------------------------------------------------------- */
+
+/* Paths are bounded by the schema depth; a truncated one is still a usable message. */
+static void path_key(char *out, const char *parent, const char *key)
+{
+    int n = snprintf(out, PATHLEN, "%s%s%s", parent, parent[0] ? "." : "", key);
+    if (n < 0)
+        out[0] = 0;
+}
+
+/* For an unknown key: printable ASCII only, truncated, so the path stays one short line. */
+static void path_key_raw(char *out, const char *parent, const char *key, size_t len)
+{
+    char clean[41];
+    size_t n = len < sizeof(clean) - 1 ? len : sizeof(clean) - 1;
+    for (size_t i = 0; i < n; i++)
+        clean[i] = key[i] > 0x20 && key[i] < 0x7f ? key[i] : '?';
+    clean[n] = 0;
+    path_key(out, parent, clean);
+}
+
+static void path_idx(char *out, const char *parent, size_t i)
+{
+    int n = snprintf(out, PATHLEN, "%s[%zu]", parent, i);
+    if (n < 0)
+        out[0] = 0;
+}
+
+/* ---- node access ----------------------------------------------------------------------- */
+
+static yaml_node_t *node_at(struct ctx *c, int idx)
+{
+    return yaml_document_get_node(c->doc, idx);
+}
+
+static int check_tag(struct ctx *c, const yaml_node_t *n, const char *path)
+{
+    const char *def = n->type == YAML_SCALAR_NODE     ? YAML_DEFAULT_SCALAR_TAG
+                      : n->type == YAML_SEQUENCE_NODE ? YAML_DEFAULT_SEQUENCE_TAG
+                                                      : YAML_DEFAULT_MAPPING_TAG;
+    if (n->tag && strcmp((const char *)n->tag, def) != 0) {
+        struct qbuf q;
+        err(c, n, path, "YAML tags are not supported (found tag %s)",
+            quotez(&q, (const char *)n->tag));
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks that n is a collection of the wanted type and walks it at most once: a mapping or
+ * sequence reached twice came through an alias, and refusing it also stops alias cycles
+ * (&a [*a]) and exponential "billion laughs" expansion. */
+static int enter(struct ctx *c, yaml_node_t *n, const char *path, yaml_node_type_t want,
+                 const char *what)
+{
+    struct qbuf q;
+    if (n->type != want) {
+        err(c, n, path, "expected %s, found %s", what, describe(&q, n));
+        return -1;
+    }
+    if (check_tag(c, n, path))
+        return -1;
+    size_t i = (size_t)(n - c->doc->nodes.start);
+    if (i >= c->n_nodes)
+        return -1;
+    if (c->entered[i]) {
+        err(c, n, path,
+            "%s used again through a YAML alias (aliases may only refer to scalars; "
+            "write the %s out)",
+            what, want == YAML_MAPPING_NODE ? "mapping" : "sequence");
+        return -1;
+    }
+    c->entered[i] = 1;
+    return 0;
+}
+
+/* A scalar's text, or NULL after reporting "expected <what>". */
+static const char *scalar(struct ctx *c, yaml_node_t *n, const char *path, const char *what,
+                          size_t *len)
+{
+    struct qbuf q;
+    if (n->type != YAML_SCALAR_NODE) {
+        err(c, n, path, "expected %s, found %s", what, describe(&q, n));
+        return NULL;
+    }
+    if (check_tag(c, n, path))
+        return NULL;
+    const char *s = (const char *)n->data.scalar.value;
+    *len = n->data.scalar.length;
+    if (memchr(s, 0, *len)) {
+        err(c, n, path, "expected %s, found a string containing a NUL byte", what);
+        return NULL;
+    }
+    return s;
+}
+
+/* Reads the keys listed in keys[] of mapping n into vals[] (NULL when absent); reports
+ * unknown and duplicate keys. Returns -1 if n is not a usable mapping. */
+static int fields(struct ctx *c, yaml_node_t *n, const char *path, const char *const *keys,
+                  size_t nkeys, yaml_node_t **vals)
+{
+    yaml_node_t *keynodes[MAX_KEYS] = {0};
+    for (size_t i = 0; i < nkeys; i++)
+        vals[i] = NULL;
+    if (enter(c, n, path, YAML_MAPPING_NODE, "a mapping"))
+        return -1;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node_at(c, p->key), *v = node_at(c, p->value);
+        struct qbuf q;
+        if (!k || !v)
+            continue;
+        size_t klen;
+        const char *ks = scalar(c, k, path, "a key (a string)", &klen);
+        if (!ks)
+            continue;
+        size_t i;
+        for (i = 0; i < nkeys; i++)
+            if (strlen(keys[i]) == klen && !memcmp(keys[i], ks, klen))
+                break;
+        if (i == nkeys) {
+            char expected[512] = "";
+            size_t o = 0;
+            for (size_t j = 0; j < nkeys && o < sizeof(expected); j++)
+                o += (size_t)snprintf(expected + o, sizeof(expected) - o, "%s%s", j ? ", " : "",
+                                      keys[j]);
+            char upath[PATHLEN];
+            path_key_raw(upath, path, ks, klen);
+            err(c, k, upath, "unknown key %s (expected one of %s)", quote(&q, ks, klen), expected);
+            continue;
+        }
+        char kpath[PATHLEN];
+        path_key(kpath, path, keys[i]);
+        if (vals[i]) {
+            err(c, k, kpath, "duplicate key \"%s\" (first defined at line %zu, column %zu)",
+                keys[i], keynodes[i]->start_mark.line + 1, keynodes[i]->start_mark.column + 1);
+            continue;
+        }
+        vals[i] = v;
+        keynodes[i] = k;
+    }
+    return 0;
+}
+
+/* Reports a missing required key at the position of the mapping that should hold it. */
+static void missing(struct ctx *c, yaml_node_t *parent, const char *path, const char *key,
+                    const char *hint)
+{
+    char kpath[PATHLEN];
+    path_key(kpath, path, key);
+    err(c, parent, kpath, "missing required key \"%s\"%s", key, hint ? hint : "");
+}
+
+/* ---- scalar values --------------------------------------------------------------------- */
+
+/* Parses decimal digits only. 0 ok, -1 not a number, -2 overflow. */
+static int parse_u64(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -2;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Splits "<digits><unit>": returns the digit count. */
+static size_t digit_prefix(const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len && s[i] >= '0' && s[i] <= '9')
+        i++;
+    return i;
+}
+
+static int get_uint(struct ctx *c, yaml_node_t *n, const char *path, uint64_t min, uint64_t max,
+                    uint64_t *out)
+{
+    struct qbuf q;
+    size_t len;
+    const char *s = scalar(c, n, path, "an integer", &len);
+    if (!s)
+        return -1;
+    uint64_t v = 0;
+    int rc = parse_u64(s, len, &v);
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE && rc == 0) {
+        err(c, n, path, "expected an integer, found a quoted string %s (remove the quotes)",
+            quote(&q, s, len));
+        return -1;
+    }
+    if (rc == -1) {
+        err(c, n, path, "expected an integer %" PRIu64 "..%" PRIu64 ", found %s", min, max,
+            describe(&q, n));
+        return -1;
+    }
+    if (rc == -2 || v < min || v > max) {
+        err(c, n, path, "%s is out of range (expected %" PRIu64 "..%" PRIu64 ")", quote(&q, s, len),
+            min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void get_u32(struct ctx *c, yaml_node_t *n, const char *path, uint32_t min, uint32_t max,
+                    uint32_t *out)
+{
+    uint64_t v;
+    if (get_uint(c, n, path, min, max, &v) == 0)
+        *out = (uint32_t)v;
+}
+
+static void get_bool(struct ctx *c, yaml_node_t *n, const char *path, int *out)
+{
+    static const char *const yes[] = {"true", "yes", "on"};
+    static const char *const no[] = {"false", "no", "off"};
+    struct qbuf q;
+    size_t len;
+    const char *s = scalar(c, n, path, "a boolean", &len);
+    if (!s)
+        return;
+    if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        for (size_t i = 0; i < 3; i++) {
+            if (!strcasecmp(s, yes[i])) {
+                *out = 1;
+                return;
+            }
+            if (!strcasecmp(s, no[i])) {
+                *out = 0;
+                return;
+            }
+        }
+    }
+    err(c, n, path, "expected a boolean (true/false, yes/no, on/off, unquoted), found %s",
+        describe(&q, n));
+}
+
+static void get_choice(struct ctx *c, yaml_node_t *n, const char *path, const char *what,
+                       const char *const *names, size_t count, int *out)
+{
+    struct qbuf q;
+    size_t len;
+    char expected[256] = "";
+    size_t o = 0;
+    for (size_t j = 0; j < count && o < sizeof(expected); j++)
+        o += (size_t)snprintf(expected + o, sizeof(expected) - o, "%s%s", j ? ", " : "", names[j]);
+    if (n->type != YAML_SCALAR_NODE || is_null(n)) {
+        err(c, n, path, "expected a %s (one of %s), found %s", what, expected, describe(&q, n));
+        return;
+    }
+    const char *s = scalar(c, n, path, what, &len);
+    if (!s)
+        return;
+    for (size_t j = 0; j < count; j++) {
+        if (strlen(names[j]) == len && !memcmp(names[j], s, len)) {
+            *out = (int)j;
+            return;
+        }
+    }
+    err(c, n, path, "unknown %s %s (expected one of %s)", what, quote(&q, s, len), expected);
+}
+
+/* Durations: "<digits><unit>" with unit ms, s, m or h, or bare digits meaning seconds.
+ * 0 ok, -1 syntax, -2 does not fit in uint32 milliseconds. */
+static int parse_duration(const char *s, size_t len, uint32_t *out)
+{
+    size_t nd = digit_prefix(s, len);
+    uint64_t v, mult;
+    int rc = parse_u64(s, nd, &v);
+    if (rc == -1)
+        return -1;
+    const char *u = s + nd;
+    size_t ul = len - nd;
+    if (ul == 0 || (ul == 1 && u[0] == 's'))
+        mult = 1000;
+    else if (ul == 2 && u[0] == 'm' && u[1] == 's')
+        mult = 1;
+    else if (ul == 1 && u[0] == 'm')
+        mult = 60000;
+    else if (ul == 1 && u[0] == 'h')
+        mult = 3600000;
+    else
+        return -1;
+    if (rc == -2 || v > UINT32_MAX / mult)
+        return -2;
+    *out = (uint32_t)(v * mult);
+    return 0;
+}
+
+static void get_duration(struct ctx *c, yaml_node_t *n, const char *path, uint32_t min_ms,
+                         uint32_t *out)
+{
+    struct qbuf q;
+    size_t len;
+    if (n->type != YAML_SCALAR_NODE || is_null(n)) {
+        err(c, n, path, "expected a duration (e.g. 250ms, 5s, 2m, 1h), found %s", describe(&q, n));
+        return;
+    }
+    const char *s = scalar(c, n, path, "a duration", &len);
+    if (!s)
+        return;
+    uint32_t v;
+    int rc = parse_duration(s, len, &v);
+    if (rc == -1) {
+        err(c, n, path,
+            "invalid duration %s (expected a non-negative integer with unit ms, s, m or h, "
+            "e.g. 250ms, 5s, 2m, 1h, or a bare integer of seconds)",
+            quote(&q, s, len));
+        return;
+    }
+    if (rc == -2) {
+        err(c, n, path, "duration %s is too large (maximum 4294967295ms, about 49 days)",
+            quote(&q, s, len));
+        return;
+    }
+    if (v < min_ms) {
+        err(c, n, path, "duration %s is too short (minimum %" PRIu32 "ms)", quote(&q, s, len),
+            min_ms);
+        return;
+    }
+    *out = v;
+}
+
+/* Sizes: bytes, or "<digits><suffix>" with k K KB KiB m M MB MiB g G GB GiB, all 1024-based.
+ * 0 ok, -1 syntax, -2 overflow. */
+static int parse_size(const char *s, size_t len, uint64_t *out)
+{
+    static const struct {
+        const char *sfx;
+        unsigned shift;
+    } units[] = {
+        {"", 0},    {"k", 10},   {"K", 10}, {"KB", 10}, {"KiB", 10}, {"m", 20},   {"M", 20},
+        {"MB", 20}, {"MiB", 20}, {"g", 30}, {"G", 30},  {"GB", 30},  {"GiB", 30},
+    };
+    size_t nd = digit_prefix(s, len);
+    uint64_t v;
+    int rc = parse_u64(s, nd, &v);
+    if (rc == -1)
+        return -1;
+    const char *u = s + nd;
+    size_t ul = len - nd;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strlen(units[i].sfx) == ul && !memcmp(units[i].sfx, u, ul)) {
+            if (rc == -2 || v > (UINT64_MAX >> units[i].shift))
+                return -2;
+            *out = v << units[i].shift;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int get_size(struct ctx *c, yaml_node_t *n, const char *path, uint64_t min, uint64_t max,
+                    uint64_t *out)
+{
+    struct qbuf q;
+    size_t len;
+    if (n->type != YAML_SCALAR_NODE || is_null(n)) {
+        err(c, n, path, "expected a size (e.g. 8192, 64KiB, 1GiB), found %s", describe(&q, n));
+        return -1;
+    }
+    const char *s = scalar(c, n, path, "a size", &len);
+    if (!s)
+        return -1;
+    uint64_t v = 0;
+    int rc = parse_size(s, len, &v);
+    if (rc == -1) {
+        err(c, n, path,
+            "invalid size %s (expected a non-negative integer of bytes, optionally with suffix "
+            "k, K, KB, KiB, m, M, MB, MiB, g, G, GB or GiB, all 1024-based)",
+            quote(&q, s, len));
+        return -1;
+    }
+    if (rc == -2 || v < min || v > max) {
+        err(c, n, path, "size %s is out of range (expected %" PRIu64 "..%" PRIu64 " bytes)",
+            quote(&q, s, len), min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void get_size32(struct ctx *c, yaml_node_t *n, const char *path, uint32_t min, uint32_t max,
+                       uint32_t *out)
+{
+    uint64_t v;
+    if (get_size(c, n, path, min, max, &v) == 0)
+        *out = (uint32_t)v;
+}
+
+/* A string scalar, copied. Null and (unless allow_empty) "" are errors. */
+static int get_str(struct ctx *c, yaml_node_t *n, const char *path, const char *what,
+                   int allow_empty, char **out)
+{
+    struct qbuf q;
+    size_t len;
+    if (is_null(n) || n->type != YAML_SCALAR_NODE) {
+        err(c, n, path, "expected %s, found %s", what, describe(&q, n));
+        return -1;
+    }
+    const char *s = scalar(c, n, path, what, &len);
+    if (!s)
+        return -1;
+    if (len == 0 && !allow_empty) {
+        err(c, n, path, "expected %s, found an empty string", what);
+        return -1;
+    }
+    char *d = malloc(len + 1);
+    if (!d) {
+        c->nomem = 1;
+        return -1;
+    }
+    memcpy(d, s, len + 1);
+    free(*out);
+    *out = d;
+    return 0;
+}
+
+/* Listener and cluster names: they show up in logs, metrics and the admin API. */
+static int get_name(struct ctx *c, yaml_node_t *n, const char *path, char **out)
+{
+    struct qbuf q;
+    char *s = NULL;
+    if (get_str(c, n, path, "a name", 0, &s))
+        return -1;
+    size_t len = strlen(s);
+    int ok = len <= MAX_NAME_LEN;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '_' || s[i] == '-';
+    if (!ok) {
+        err(c, n, path,
+            "invalid name %s (expected 1..%d characters of letters, digits, '.', '_', '-')",
+            quotez(&q, s), MAX_NAME_LEN);
+        free(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+static int valid_hostname(const char *h)
+{
+    size_t len = strlen(h), label = 0;
+    if (len == 0 || len > 253)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = h[i];
+        if (ch == '.') {
+            if (label == 0)
+                return 0;
+            label = 0;
+        } else if (isalnum((unsigned char)ch) || ch == '-' || ch == '_') {
+            if (++label > 63)
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* "host:port", "[v6]:port". Fills text, sa and salen. */
+static int get_addr(struct ctx *c, yaml_node_t *n, const char *path, struct keel_cfg_addr *a)
+{
+    static const char *const forms = "expected host:port or [ipv6]:port with port 1..65535";
+    struct qbuf q, q2;
+    char *text = NULL;
+    if (get_str(c, n, path, "an address (host:port)", 0, &text))
+        return -1;
+    size_t len = strlen(text);
+    const char *qa = quotez(&q, text);
+    if (len > 300) {
+        err(c, n, path, "invalid address %s: too long (%s)", qa, forms);
+        goto fail;
+    }
+    char buf[304];
+    memcpy(buf, text, len + 1);
+    char *host, *port;
+    int bracket = 0;
+    if (buf[0] == '[') {
+        char *close = strchr(buf, ']');
+        if (!close || close[1] != ':') {
+            err(c, n, path, "invalid address %s: missing \"]:port\" after an IPv6 address (%s)", qa,
+                forms);
+            goto fail;
+        }
+        *close = 0;
+        host = buf + 1;
+        port = close + 2;
+        bracket = 1;
+    } else {
+        char *colon = strrchr(buf, ':');
+        if (!colon) {
+            err(c, n, path, "invalid address %s: missing port (%s)", qa, forms);
+            goto fail;
+        }
+        if (memchr(buf, ':', (size_t)(colon - buf))) {
+            err(c, n, path, "invalid address %s: an IPv6 address needs brackets, e.g. [::1]:8080",
+                qa);
+            goto fail;
+        }
+        *colon = 0;
+        host = buf;
+        port = colon + 1;
+    }
+    uint64_t pv = 0;
+    if (parse_u64(port, strlen(port), &pv) != 0 || pv < 1 || pv > 65535) {
+        err(c, n, path, "invalid address %s: bad port %s (%s)", qa, quotez(&q2, port), forms);
+        goto fail;
+    }
+    if (!host[0]) {
+        err(c, n, path, "invalid address %s: missing host (use 0.0.0.0:%s for all addresses)", qa,
+            port);
+        goto fail;
+    }
+    memset(&a->sa, 0, sizeof(a->sa));
+    struct sockaddr_in *sin = (struct sockaddr_in *)&a->sa;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->sa;
+    if (bracket) {
+        if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
+            err(c, n, path, "invalid address %s: %s is not a numeric IPv6 address", qa,
+                quotez(&q2, host));
+            goto fail;
+        }
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)pv);
+        a->salen = sizeof(*sin6);
+    } else if (inet_pton(AF_INET, host, &sin->sin_addr) == 1 || !strcasecmp(host, "localhost")) {
+        if (!strcasecmp(host, "localhost"))
+            sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)pv);
+        a->salen = sizeof(*sin);
+    } else if (strspn(host, "0123456789.") == strlen(host)) {
+        /* Else getaddrinfo() would take inet_aton() forms such as "127.1" or "2130706433". */
+        err(c, n, path, "invalid address %s: %s is not a valid IPv4 address (%s)", qa,
+            quotez(&q2, host), forms);
+        goto fail;
+    } else if (!valid_hostname(host)) {
+        err(c, n, path, "invalid address %s: %s is neither an IPv4 address nor a host name (%s)",
+            qa, quotez(&q2, host), forms);
+        goto fail;
+    } else if (!keel_config_resolve_names) {
+        err(c, n, path, "cannot resolve %s (name resolution disabled)", quotez(&q2, host));
+        goto fail;
+    } else {
+        struct addrinfo hints, *res = NULL;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        int rc = getaddrinfo(host, NULL, &hints, &res);
+        if (rc != 0 || !res || res->ai_addrlen > sizeof(a->sa)) {
+            err(c, n, path, "cannot resolve %s: %s", quotez(&q2, host),
+                rc ? gai_strerror(rc) : "no address");
+            if (res)
+                freeaddrinfo(res);
+            goto fail;
+        }
+        memcpy(&a->sa, res->ai_addr, res->ai_addrlen);
+        a->salen = (socklen_t)res->ai_addrlen;
+        freeaddrinfo(res);
+        if (a->sa.ss_family == AF_INET)
+            sin->sin_port = htons((uint16_t)pv);
+        else
+            sin6->sin6_port = htons((uint16_t)pv);
+    }
+    free(a->text);
+    a->text = text;
+    return 0;
+fail:
+    free(text);
+    return -1;
+}
+
+static int addr_equal(const struct keel_cfg_addr *x, const struct keel_cfg_addr *y)
+{
+    if (!x->text || !y->text || x->sa.ss_family != y->sa.ss_family)
+        return 0;
+    if (x->sa.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)&x->sa, *b = (const void *)&y->sa;
+        return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *a = (const void *)&x->sa, *b = (const void *)&y->sa;
+    return a->sin6_port == b->sin6_port &&
+           !memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr));
+}
+
+static void set_ipv4(struct keel_cfg_addr *a, uint32_t ip, uint16_t port)
+{
+    struct sockaddr_in *sin = (struct sockaddr_in *)&a->sa;
+    memset(&a->sa, 0, sizeof(a->sa));
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(ip);
+    sin->sin_port = htons(port);
+    a->salen = sizeof(*sin);
+}
+
+/* ---- sections -------------------------------------------------------------------------- */
+
+static void parse_admin(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
+{
+    static const char *const keys[] = {"address", "enabled"};
+    yaml_node_t *v[2];
+    if (fields(c, n, "admin", keys, 2, v))
+        return;
+    if (v[0]) {
+        struct keel_cfg_addr a = {0};
+        if (get_addr(c, v[0], "admin.address", &a) == 0) {
+            free(cfg->admin.text);
+            cfg->admin = a;
+        }
+    }
+    if (v[1])
+        get_bool(c, v[1], "admin.enabled", &cfg->admin_enabled);
+    if (!cfg->admin_enabled) {
+        free(cfg->admin.text);
+        memset(&cfg->admin, 0, sizeof(cfg->admin));
+    }
+}
+
+static void parse_endpoints(struct ctx *c, struct keel_cfg_cluster *cl, yaml_node_t *n,
+                            const char *path)
+{
+    static const char *const keys[] = {"address", "weight"};
+    if (enter(c, n, path, YAML_SEQUENCE_NODE, "a sequence of endpoints"))
+        return;
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0) {
+        err(c, n, path, "at least one endpoint is required");
+        return;
+    }
+    cl->endpoints = calloc(count, sizeof(*cl->endpoints));
+    if (!cl->endpoints) {
+        c->nomem = 1;
+        return;
+    }
+    cl->n_endpoints = count;
+    for (size_t i = 0; i < count; i++) {
+        struct keel_cfg_endpoint *ep = &cl->endpoints[i];
+        yaml_node_t *item = node_at(c, n->data.sequence.items.start[i]), *addr_node = NULL;
+        char ipath[PATHLEN], kpath[PATHLEN];
+        struct qbuf q;
+        ep->weight = 1;
+        if (!item)
+            continue;
+        path_idx(ipath, path, i);
+        if (item->type == YAML_SCALAR_NODE) {
+            addr_node = item;
+            if (get_addr(c, item, ipath, &ep->addr))
+                continue;
+        } else if (item->type == YAML_MAPPING_NODE) {
+            yaml_node_t *v[2];
+            if (fields(c, item, ipath, keys, 2, v))
+                continue;
+            if (v[1]) {
+                path_key(kpath, ipath, "weight");
+                get_u32(c, v[1], kpath, 0, 10000, &ep->weight);
+            }
+            if (!v[0]) {
+                missing(c, item, ipath, "address", NULL);
+                continue;
+            }
+            addr_node = v[0];
+            path_key(kpath, ipath, "address");
+            if (get_addr(c, v[0], kpath, &ep->addr))
+                continue;
+        } else {
+            err(c, item, ipath,
+                "expected an endpoint (an address string or a mapping with address and weight), "
+                "found %s",
+                describe(&q, item));
+            continue;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (addr_equal(&cl->endpoints[j].addr, &ep->addr)) {
+                err(c, addr_node, ipath, "duplicate endpoint %s (same address as %s[%zu])",
+                    quotez(&q, ep->addr.text), path, j);
+                break;
+            }
+        }
+    }
+}
+
+static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_node_t *n,
+                          const char *path)
+{
+    static const char *const keys[] = {"name", "lb", "endpoints", "timeouts",
+                                       "max_idle_per_endpoint"};
+    static const char *const tkeys[] = {"connect", "response", "idle"};
+    struct keel_cfg_cluster *cl = &cfg->clusters[idx];
+    yaml_node_t *v[5], *t[3];
+    char kpath[PATHLEN], tpath[PATHLEN];
+    struct qbuf q;
+    if (fields(c, n, path, keys, 5, v))
+        return;
+    if (v[0]) {
+        path_key(kpath, path, "name");
+        if (get_name(c, v[0], kpath, &cl->name) == 0) {
+            for (size_t j = 0; j < idx; j++) {
+                if (cfg->clusters[j].name && !strcmp(cfg->clusters[j].name, cl->name)) {
+                    err(c, v[0], kpath, "duplicate cluster name %s (also clusters[%zu])",
+                        quotez(&q, cl->name), j);
+                    break;
+                }
+            }
+        }
+    } else {
+        missing(c, n, path, "name", NULL);
+    }
+    if (v[1]) {
+        int lb = (int)cl->lb;
+        path_key(kpath, path, "lb");
+        get_choice(c, v[1], kpath, "policy", lb_names, KEEL_LB__COUNT, &lb);
+        cl->lb = (enum keel_lb_policy)lb;
+    }
+    path_key(kpath, path, "endpoints");
+    if (v[2])
+        parse_endpoints(c, cl, v[2], kpath);
+    else
+        missing(c, n, path, "endpoints", NULL);
+    path_key(tpath, path, "timeouts");
+    if (v[3] && fields(c, v[3], tpath, tkeys, 3, t) == 0) {
+        uint32_t *dst[3] = {&cl->connect_timeout_ms, &cl->response_timeout_ms,
+                            &cl->idle_timeout_ms};
+        for (size_t i = 0; i < 3; i++) {
+            if (!t[i])
+                continue;
+            path_key(kpath, tpath, tkeys[i]);
+            get_duration(c, t[i], kpath, 1, dst[i]);
+        }
+    }
+    if (v[4]) {
+        path_key(kpath, path, "max_idle_per_endpoint");
+        get_u32(c, v[4], kpath, 0, 100000, &cl->max_idle_per_endpoint);
+    }
+}
+
+static void parse_clusters(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
+{
+    if (enter(c, n, "clusters", YAML_SEQUENCE_NODE, "a sequence of clusters"))
+        return;
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0) {
+        err(c, n, "clusters", "at least one cluster is required");
+        return;
+    }
+    cfg->clusters = calloc(count, sizeof(*cfg->clusters));
+    if (!cfg->clusters) {
+        c->nomem = 1;
+        return;
+    }
+    cfg->n_clusters = count;
+    for (size_t i = 0; i < count; i++) {
+        struct keel_cfg_cluster *cl = &cfg->clusters[i];
+        cl->lb = KEEL_LB_WEIGHTED_LEAST_CONN;
+        cl->connect_timeout_ms = 5000;
+        cl->response_timeout_ms = 60000;
+        cl->idle_timeout_ms = 60000;
+        cl->max_idle_per_endpoint = 64;
+        yaml_node_t *item = node_at(c, n->data.sequence.items.start[i]);
+        char ipath[PATHLEN];
+        path_idx(ipath, "clusters", i);
+        if (item)
+            parse_cluster(c, cfg, i, item, ipath);
+    }
+}
+
+/* Resolves a cluster name to its index, or reports it (-1). */
+static int find_cluster(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n, const char *path,
+                        const char *name)
+{
+    struct qbuf q;
+    char known[256] = "";
+    size_t o = 0;
+    for (size_t i = 0; i < cfg->n_clusters; i++)
+        if (cfg->clusters[i].name && !strcmp(cfg->clusters[i].name, name))
+            return (int)i;
+    for (size_t i = 0; i < cfg->n_clusters && o < sizeof(known); i++)
+        if (cfg->clusters[i].name)
+            o += (size_t)snprintf(known + o, sizeof(known) - o, "%s%s", o ? ", " : "",
+                                  cfg->clusters[i].name);
+    if (o)
+        err(c, n, path, "unknown cluster %s (defined clusters: %s)", quotez(&q, name), known);
+    else
+        err(c, n, path, "unknown cluster %s (no clusters are defined)", quotez(&q, name));
+    return -1;
+}
+
+static int valid_token(const char *s)
+{
+    /* RFC 9110 token characters. */
+    static const char *const extra = "!#$%&'*+-.^_`|~";
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr(extra, *s))
+            return 0;
+    return 1;
+}
+
+static void parse_kvs(struct ctx *c, yaml_node_t *n, const char *path, const char *what,
+                      struct keel_cfg_kv **out, size_t *n_out)
+{
+    static const char *const keys[] = {"name", "value"};
+    struct qbuf q;
+    if (enter(c, n, path, YAML_SEQUENCE_NODE, "a sequence of {name, value} mappings"))
+        return;
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0)
+        return;
+    *out = calloc(count, sizeof(**out));
+    if (!*out) {
+        c->nomem = 1;
+        return;
+    }
+    *n_out = count;
+    for (size_t i = 0; i < count; i++) {
+        struct keel_cfg_kv *kv = &(*out)[i];
+        yaml_node_t *item = node_at(c, n->data.sequence.items.start[i]), *v[2];
+        char ipath[PATHLEN], kpath[PATHLEN];
+        if (!item)
+            continue;
+        path_idx(ipath, path, i);
+        if (fields(c, item, ipath, keys, 2, v))
+            continue;
+        if (v[0]) {
+            path_key(kpath, ipath, "name");
+            if (get_str(c, v[0], kpath, "a name", 0, &kv->name) == 0 && !valid_token(kv->name))
+                err(c, v[0], kpath, "invalid %s name %s (expected an HTTP token)", what,
+                    quotez(&q, kv->name));
+        } else {
+            missing(c, item, ipath, "name", NULL);
+        }
+        if (v[1]) {
+            path_key(kpath, ipath, "value");
+            if (get_str(c, v[1], kpath, "a string", 1, &kv->value) == 0 &&
+                strpbrk(kv->value, "\r\n"))
+                err(c, v[1], kpath, "invalid %s value %s (no line breaks allowed)", what,
+                    quotez(&q, kv->value));
+        }
+    }
+}
+
+static void parse_host_pattern(struct ctx *c, yaml_node_t *n, const char *path, char **out)
+{
+    struct qbuf q;
+    if (get_str(c, n, path, "a host name", 0, out))
+        return;
+    for (char *p = *out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    const char *h = *out;
+    if (h[0] == '*' && h[1] == '.')
+        h += 2;
+    if (!valid_hostname(h))
+        err(c, n, path,
+            "invalid host %s (expected a host name like api.example.com or a wildcard like "
+            "*.example.com)",
+            quotez(&q, *out));
+}
+
+static void parse_path(struct ctx *c, yaml_node_t *n, const char *path, char **out)
+{
+    struct qbuf q;
+    if (get_str(c, n, path, "a path", 0, out))
+        return;
+    int ok = (*out)[0] == '/';
+    for (const char *p = *out; ok && *p; p++)
+        ok = (unsigned char)*p > 0x20 && *p != 0x7f;
+    if (!ok)
+        err(c, n, path, "invalid path %s (expected a path starting with '/', without spaces)",
+            quotez(&q, *out));
+}
+
+static void parse_match(struct ctx *c, struct keel_cfg_match *m, yaml_node_t *n, const char *path)
+{
+    static const char *const keys[] = {"host", "path_prefix", "path", "headers", "cookies"};
+    yaml_node_t *v[5];
+    char kpath[PATHLEN];
+    if (fields(c, n, path, keys, 5, v))
+        return;
+    if (v[0]) {
+        path_key(kpath, path, "host");
+        parse_host_pattern(c, v[0], kpath, &m->host);
+    }
+    if (v[1]) {
+        path_key(kpath, path, "path_prefix");
+        parse_path(c, v[1], kpath, &m->path_prefix);
+    }
+    if (v[2]) {
+        path_key(kpath, path, "path");
+        if (v[1])
+            err(c, v[2], kpath,
+                "\"path\" and \"path_prefix\" are mutually exclusive (use one of them)");
+        else
+            parse_path(c, v[2], kpath, &m->path);
+    }
+    if (v[3]) {
+        path_key(kpath, path, "headers");
+        parse_kvs(c, v[3], kpath, "header", &m->headers, &m->n_headers);
+    }
+    if (v[4]) {
+        path_key(kpath, path, "cookies");
+        parse_kvs(c, v[4], kpath, "cookie", &m->cookies, &m->n_cookies);
+    }
+}
+
+static void parse_routes(struct ctx *c, struct keel_cfg *cfg, struct keel_cfg_listener *l,
+                         yaml_node_t *n, const char *path)
+{
+    static const char *const keys[] = {"match", "cluster"};
+    if (enter(c, n, path, YAML_SEQUENCE_NODE, "a sequence of routes"))
+        return;
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0) {
+        err(c, n, path, "at least one route is required on an http listener");
+        return;
+    }
+    l->routes = calloc(count, sizeof(*l->routes));
+    if (!l->routes) {
+        c->nomem = 1;
+        return;
+    }
+    l->n_routes = count;
+    for (size_t i = 0; i < count; i++) {
+        struct keel_cfg_route *r = &l->routes[i];
+        yaml_node_t *item = node_at(c, n->data.sequence.items.start[i]), *v[2];
+        char ipath[PATHLEN], kpath[PATHLEN];
+        r->cluster_idx = -1;
+        if (!item)
+            continue;
+        r->line = (int)item->start_mark.line + 1;
+        path_idx(ipath, path, i);
+        if (fields(c, item, ipath, keys, 2, v))
+            continue;
+        if (v[0]) {
+            path_key(kpath, ipath, "match");
+            parse_match(c, &r->match, v[0], kpath);
+        }
+        if (v[1]) {
+            path_key(kpath, ipath, "cluster");
+            if (get_str(c, v[1], kpath, "a cluster name", 0, &r->cluster) == 0)
+                r->cluster_idx = find_cluster(c, cfg, v[1], kpath, r->cluster);
+        } else {
+            missing(c, item, ipath, "cluster", NULL);
+        }
+    }
+}
+
+enum { L_NAME, L_ADDRESS, L_PROTOCOL, L_ROUTES, L_CLUSTER, L_LIMITS, L_TIMEOUTS, L__N };
+
+static void parse_listener(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_node_t *n,
+                           const char *path)
+{
+    static const char *const keys[L__N] = {"name",    "address", "protocol", "routes",
+                                           "cluster", "limits",  "timeouts"};
+    static const char *const protos[] = {"http", "tcp"};
+    static const char *const lkeys[] = {"max_request_line", "max_header_size", "max_headers",
+                                        "max_body_size", "max_connections"};
+    static const char *const tkeys[] = {"header", "keepalive", "idle"};
+    struct keel_cfg_listener *l = &cfg->listeners[idx];
+    yaml_node_t *v[L__N], *s[5];
+    char kpath[PATHLEN], spath[PATHLEN];
+    struct qbuf q;
+    if (fields(c, n, path, keys, L__N, v))
+        return;
+    if (v[L_NAME]) {
+        path_key(kpath, path, "name");
+        if (get_name(c, v[L_NAME], kpath, &l->name) == 0) {
+            for (size_t j = 0; j < idx; j++) {
+                if (cfg->listeners[j].name && !strcmp(cfg->listeners[j].name, l->name)) {
+                    err(c, v[L_NAME], kpath, "duplicate listener name %s (also listeners[%zu])",
+                        quotez(&q, l->name), j);
+                    break;
+                }
+            }
+        }
+    } else {
+        missing(c, n, path, "name", NULL);
+    }
+    if (v[L_ADDRESS]) {
+        path_key(kpath, path, "address");
+        if (get_addr(c, v[L_ADDRESS], kpath, &l->addr) == 0) {
+            for (size_t j = 0; j < idx; j++) {
+                if (addr_equal(&cfg->listeners[j].addr, &l->addr)) {
+                    err(c, v[L_ADDRESS], kpath,
+                        "duplicate listener address %s (already used by listeners[%zu])",
+                        quotez(&q, l->addr.text), j);
+                    break;
+                }
+            }
+        }
+    } else {
+        missing(c, n, path, "address", NULL);
+    }
+    int proto = KEEL_LISTEN_HTTP, proto_ok = 1;
+    if (v[L_PROTOCOL]) {
+        path_key(kpath, path, "protocol");
+        proto = -1;
+        get_choice(c, v[L_PROTOCOL], kpath, "protocol", protos, 2, &proto);
+        proto_ok = proto >= 0;
+        if (!proto_ok)
+            proto = KEEL_LISTEN_HTTP;
+    }
+    l->proto = (enum keel_listener_proto)proto;
+    if (l->proto == KEEL_LISTEN_TCP)
+        l->idle_timeout_ms = 3600000;
+
+    path_key(spath, path, "limits");
+    if (v[L_LIMITS] && fields(c, v[L_LIMITS], spath, lkeys, 5, s) == 0) {
+        if (s[0]) {
+            path_key(kpath, spath, lkeys[0]);
+            get_size32(c, s[0], kpath, 16, 1u << 20, &l->max_request_line);
+        }
+        if (s[1]) {
+            path_key(kpath, spath, lkeys[1]);
+            get_size32(c, s[1], kpath, 64, 16u << 20, &l->max_header_size);
+        }
+        if (s[2]) {
+            path_key(kpath, spath, lkeys[2]);
+            get_u32(c, s[2], kpath, 1, 10000, &l->max_headers);
+        }
+        if (s[3]) {
+            path_key(kpath, spath, lkeys[3]);
+            get_size(c, s[3], kpath, 0, UINT64_MAX, &l->max_body_size);
+        }
+        if (s[4]) {
+            path_key(kpath, spath, lkeys[4]);
+            get_u32(c, s[4], kpath, 1, 1000000, &l->max_connections);
+        }
+    }
+    path_key(spath, path, "timeouts");
+    if (v[L_TIMEOUTS] && fields(c, v[L_TIMEOUTS], spath, tkeys, 3, s) == 0) {
+        uint32_t *dst[3] = {&l->header_timeout_ms, &l->keepalive_timeout_ms, &l->idle_timeout_ms};
+        for (size_t i = 0; i < 3; i++) {
+            if (!s[i])
+                continue;
+            path_key(kpath, spath, tkeys[i]);
+            get_duration(c, s[i], kpath, 1, dst[i]);
+        }
+    }
+    if (!proto_ok)
+        return; /* which of routes/cluster belongs here is unknown: do not guess */
+    if (l->proto == KEEL_LISTEN_HTTP) {
+        if (v[L_CLUSTER]) {
+            path_key(kpath, path, "cluster");
+            err(c, v[L_CLUSTER], kpath,
+                "\"cluster\" is only for tcp listeners; on an http listener use a route without "
+                "match instead (routes: [{cluster: NAME}])");
+        }
+        path_key(kpath, path, "routes");
+        if (v[L_ROUTES])
+            parse_routes(c, cfg, l, v[L_ROUTES], kpath);
+        else
+            missing(c, n, path, "routes",
+                    " (an http listener needs at least one route; a route without match "
+                    "matches every request)");
+    } else {
+        if (v[L_ROUTES]) {
+            path_key(kpath, path, "routes");
+            err(c, v[L_ROUTES], kpath,
+                "\"routes\" are only for http listeners; a tcp listener forwards every "
+                "connection to its \"cluster\"");
+        }
+        path_key(kpath, path, "cluster");
+        if (!v[L_CLUSTER])
+            missing(c, n, path, "cluster", " (a tcp listener needs the cluster to forward to)");
+        else if (get_str(c, v[L_CLUSTER], kpath, "a cluster name", 0, &l->cluster) == 0)
+            l->cluster_idx = find_cluster(c, cfg, v[L_CLUSTER], kpath, l->cluster);
+    }
+}
+
+static void parse_listeners(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
+{
+    if (enter(c, n, "listeners", YAML_SEQUENCE_NODE, "a sequence of listeners"))
+        return;
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0) {
+        err(c, n, "listeners", "at least one listener is required");
+        return;
+    }
+    cfg->listeners = calloc(count, sizeof(*cfg->listeners));
+    if (!cfg->listeners) {
+        c->nomem = 1;
+        return;
+    }
+    cfg->n_listeners = count;
+    for (size_t i = 0; i < count; i++) {
+        struct keel_cfg_listener *l = &cfg->listeners[i];
+        l->proto = KEEL_LISTEN_HTTP;
+        l->cluster_idx = -1;
+        l->max_request_line = 8192;
+        l->max_header_size = 65536;
+        l->max_headers = 100;
+        l->max_body_size = (uint64_t)1 << 30;
+        l->header_timeout_ms = 10000;
+        l->keepalive_timeout_ms = 60000;
+        l->idle_timeout_ms = 60000;
+        l->max_connections = 10000;
+        yaml_node_t *item = node_at(c, n->data.sequence.items.start[i]);
+        char ipath[PATHLEN];
+        path_idx(ipath, "listeners", i);
+        if (item)
+            parse_listener(c, cfg, i, item, ipath);
+    }
+}
+
+enum {
+    T_WORKERS,
+    T_LOG_LEVEL,
+    T_ACCESS_LOG,
+    T_DRAIN_TIMEOUT,
+    T_ADMIN,
+    T_LISTENERS,
+    T_CLUSTERS,
+    T__N
+};
+
+static void parse_top(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *root)
+{
+    static const char *const keys[T__N] = {"workers", "log_level", "access_log", "drain_timeout",
+                                           "admin",   "listeners", "clusters"};
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    yaml_node_t *v[T__N];
+    struct qbuf q;
+    if (root->type != YAML_MAPPING_NODE) {
+        err(c, root, "", "expected a mapping with listeners and clusters, found %s",
+            describe(&q, root));
+        return;
+    }
+    if (fields(c, root, "", keys, T__N, v))
+        return;
+    if (v[T_WORKERS])
+        get_u32(c, v[T_WORKERS], "workers", 1, 256, &cfg->workers);
+    if (v[T_LOG_LEVEL])
+        get_choice(c, v[T_LOG_LEVEL], "log_level", "log level", levels, 4, &cfg->log_level);
+    if (v[T_ACCESS_LOG])
+        get_bool(c, v[T_ACCESS_LOG], "access_log", &cfg->access_log);
+    if (v[T_DRAIN_TIMEOUT])
+        get_duration(c, v[T_DRAIN_TIMEOUT], "drain_timeout", 0, &cfg->drain_timeout_ms);
+    if (v[T_ADMIN])
+        parse_admin(c, cfg, v[T_ADMIN]);
+    /* Clusters first, so routes can be resolved while their nodes are at hand. */
+    if (v[T_CLUSTERS])
+        parse_clusters(c, cfg, v[T_CLUSTERS]);
+    else
+        missing(c, root, "", "clusters", " (at least one cluster is required)");
+    if (v[T_LISTENERS])
+        parse_listeners(c, cfg, v[T_LISTENERS]);
+    else
+        missing(c, root, "", "listeners", " (at least one listener is required)");
+}
+
+/* ---- entry points ---------------------------------------------------------------------- */
+
+static void yaml_error(struct ctx *c, const yaml_parser_t *p, const char *buf, size_t len)
+{
+    size_t line = 1, col = 1;
+    char extra[32] = "";
+    if (p->error == YAML_MEMORY_ERROR) {
+        c->nomem = 1;
+        return;
+    }
+    if (p->error == YAML_READER_ERROR) {
+        /* Reader errors carry a byte offset, not a mark. */
+        size_t off = p->problem_offset < len ? p->problem_offset : len;
+        for (size_t i = 0; i < off; i++) {
+            if (buf[i] == '\n') {
+                line++;
+                col = 1;
+            } else {
+                col++;
+            }
+        }
+        if (p->problem_value != -1)
+            snprintf(extra, sizeof(extra), " (byte 0x%02x)", (unsigned)p->problem_value & 0xff);
+    } else {
+        line = p->problem_mark.line + 1;
+        col = p->problem_mark.column + 1;
+    }
+    err_at(c, line, col, "yaml", "%s%s%s%s", p->problem ? p->problem : "syntax error", extra,
+           p->context ? " " : "", p->context ? p->context : "");
+}
+
+static int cmp_pos(const void *a, const void *b)
+{
+    const struct errpos *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Orders messages by position so they read top to bottom. */
+static void sort_errors(struct ctx *c)
+{
+    size_t n = c->errs->n;
+    if (n < 2)
+        return;
+    char **sorted = malloc(n * sizeof(*sorted));
+    if (!sorted)
+        return; /* unsorted is still correct */
+    qsort(c->pos, n, sizeof(*c->pos), cmp_pos);
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = c->errs->msgs[c->pos[i].seq];
+    memcpy(c->errs->msgs, sorted, n * sizeof(*sorted));
+    free(sorted);
+}
+
+void keel_config_errors_free(struct keel_cfg_errors *errs)
+{
+    if (!errs)
+        return;
+    for (size_t i = 0; i < errs->n; i++)
+        free(errs->msgs[i]);
+    free(errs->msgs);
+    errs->msgs = NULL;
+    errs->n = 0;
+}
+
+static void free_kvs(struct keel_cfg_kv *kv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(kv[i].name);
+        free(kv[i].value);
+    }
+    free(kv);
+}
+
+void keel_config_free(struct keel_cfg *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct keel_cfg_listener *l = &cfg->listeners[i];
+        for (size_t j = 0; j < l->n_routes; j++) {
+            struct keel_cfg_route *r = &l->routes[j];
+            free(r->match.host);
+            free(r->match.path_prefix);
+            free(r->match.path);
+            free_kvs(r->match.headers, r->match.n_headers);
+            free_kvs(r->match.cookies, r->match.n_cookies);
+            free(r->cluster);
+        }
+        free(l->routes);
+        free(l->name);
+        free(l->addr.text);
+        free(l->cluster);
+    }
+    free(cfg->listeners);
+    for (size_t i = 0; i < cfg->n_clusters; i++) {
+        struct keel_cfg_cluster *cl = &cfg->clusters[i];
+        for (size_t j = 0; j < cl->n_endpoints; j++)
+            free(cl->endpoints[j].addr.text);
+        free(cl->endpoints);
+        free(cl->name);
+    }
+    free(cfg->clusters);
+    free(cfg->admin.text);
+    free(cfg->file);
+    free(cfg);
+}
+
+static void load_document(struct ctx *c, struct keel_cfg *cfg, const char *buf, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&parser)) {
+        c->nomem = 1;
+        return;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        yaml_error(c, &parser, buf, len);
+        yaml_parser_delete(&parser);
+        return;
+    }
+    c->doc = &doc;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root) {
+        err_at(c, 1, 1, "",
+               "empty configuration (expected a mapping with at least listeners and clusters)");
+    } else {
+        c->n_nodes = (size_t)(doc.nodes.top - doc.nodes.start);
+        c->entered = calloc(c->n_nodes, 1);
+        if (!c->entered)
+            c->nomem = 1;
+        else
+            parse_top(c, cfg, root);
+        free(c->entered);
+        c->entered = NULL;
+        yaml_document_t doc2;
+        if (!yaml_parser_load(&parser, &doc2)) {
+            yaml_error(c, &parser, buf, len);
+        } else {
+            yaml_node_t *root2 = yaml_document_get_root_node(&doc2);
+            if (root2)
+                err(c, root2, "",
+                    "more than one YAML document (expected exactly one; remove the \"---\")");
+            yaml_document_delete(&doc2);
+        }
+    }
+    c->doc = NULL;
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+}
+
+int keel_config_load_buf(const char *name, const char *buf, size_t len, struct keel_cfg **out,
+                         struct keel_cfg_errors *errs)
+{
+    struct ctx c;
+    memset(&c, 0, sizeof(c));
+    *out = NULL;
+    errs->msgs = NULL;
+    errs->n = 0;
+    c.name = name ? name : "<config>";
+    c.errs = errs;
+    struct keel_cfg *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg)
+        return KEEL_ENOMEM;
+    cfg->file = strdup(c.name);
+    cfg->admin.text = strdup("127.0.0.1:9901");
+    if (!cfg->file || !cfg->admin.text) {
+        keel_config_free(cfg);
+        return KEEL_ENOMEM;
+    }
+    set_ipv4(&cfg->admin, 0x7f000001, 9901);
+    cfg->admin_enabled = 1;
+    cfg->drain_timeout_ms = 15000;
+    cfg->log_level = 2;
+    cfg->access_log = 1;
+
+    load_document(&c, cfg, buf ? buf : "", buf ? len : 0);
+
+    if (c.nomem) {
+        keel_config_errors_free(errs);
+        free(c.pos);
+        keel_config_free(cfg);
+        return KEEL_ENOMEM;
+    }
+    sort_errors(&c);
+    if (c.truncated) {
+        /* Appended after sorting so it stays last, at the position of the last error. */
+        size_t line = c.pos[errs->n - 1].line, col = c.pos[errs->n - 1].col;
+        c.errs->n--;
+        char *last = errs->msgs[errs->n];
+        err_at(&c, line, col, "", "too many errors (only the first %d are shown)", MAX_ERRORS - 1);
+        free(last);
+    }
+    free(c.pos);
+    if (errs->n) {
+        keel_config_free(cfg);
+        return KEEL_ECONFIG;
+    }
+    *out = cfg;
+    return 0;
+}
+
+int keel_config_load_file(const char *path, struct keel_cfg **out, struct keel_cfg_errors *errs)
+{
+    *out = NULL;
+    errs->msgs = NULL;
+    errs->n = 0;
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int e = 0;
+    if (!f) {
+        e = errno;
+        goto read_fail;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (cap >= MAX_FILE_SIZE) {
+                e = EFBIG;
+                break;
+            }
+            size_t ncap = cap ? cap * 2 : 8192;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return KEEL_ENOMEM;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) {
+            if (ferror(f))
+                e = errno ? errno : EIO;
+            break;
+        }
+    }
+    fclose(f);
+    if (e)
+        goto read_fail;
+    int rc = keel_config_load_buf(path, buf, len, out, errs);
+    free(buf);
+    return rc;
+
+read_fail:
+    free(buf);
+    {
+        int n = snprintf(NULL, 0, "%s: cannot read: %s", path, strerror(e));
+        char *msg = n >= 0 ? malloc((size_t)n + 1) : NULL;
+        char **msgs = malloc(sizeof(*msgs));
+        if (!msg || !msgs) {
+            free(msg);
+            free(msgs);
+            return KEEL_ENOMEM;
+        }
+        snprintf(msg, (size_t)n + 1, "%s: cannot read: %s", path, strerror(e));
+        msgs[0] = msg;
+        errs->msgs = msgs;
+        errs->n = 1;
+    }
+    return KEEL_ECONFIG;
+}

@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/* Socket I/O helpers shared by the HTTP and TCP proxies, and small utilities. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include "keel/err.h"
+#include "conn.h"
+
+const char *keel_conn_state_str(enum keel_conn_state s)
+{
+    switch (s) {
+    case KEEL_CS_IDLE:
+        return "idle";
+    case KEEL_CS_HEAD:
+        return "head";
+    case KEEL_CS_PROXY:
+        return "proxy";
+    case KEEL_CS_TUNNEL:
+        return "tunnel";
+    case KEEL_CS_CLOSING:
+        return "closing";
+    case KEEL_CS_CLOSED:
+        return "closed";
+    }
+    return "?";
+}
+
+const char *keel_up_state_str(enum keel_up_state s)
+{
+    switch (s) {
+    case KEEL_UP_CONNECTING:
+        return "connecting";
+    case KEEL_UP_ACTIVE:
+        return "active";
+    case KEEL_UP_IDLE:
+        return "idle";
+    case KEEL_UP_CLOSED:
+        return "closed";
+    }
+    return "?";
+}
+
+ssize_t keel_sock_read(struct keel_sock *s, size_t max)
+{
+    if (s->in.len >= max)
+        return KEEL_EAGAIN;
+    size_t want = max - s->in.len;
+    if (want > KEEL_BUF_CHUNK * 4)
+        want = KEEL_BUF_CHUNK * 4;
+    int rc = keel_buf_reserve(&s->in, want, 0);
+    if (rc)
+        return rc;
+    size_t room = s->in.cap - s->in.off - s->in.len;
+    if (room > max - s->in.len)
+        room = max - s->in.len;
+    for (;;) {
+        ssize_t n = read(s->fd, s->in.data + s->in.off + s->in.len, room);
+        if (n > 0) {
+            s->in.len += (size_t)n;
+            return n;
+        }
+        if (n == 0) {
+            s->rd_eof = 1;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return KEEL_EAGAIN;
+        return errno == ECONNRESET ? KEEL_ECLOSED : KEEL_EIO;
+    }
+}
+
+ssize_t keel_sock_flush(struct keel_sock *s, const char *extra, size_t extra_len)
+{
+    struct iovec iov[2];
+    int n = 0;
+    if (s->out.len) {
+        iov[n].iov_base = s->out.data + s->out.off;
+        iov[n].iov_len = s->out.len;
+        n++;
+    }
+    if (extra_len) {
+        iov[n].iov_base = (void *)extra;
+        iov[n].iov_len = extra_len;
+        n++;
+    }
+    if (n == 0)
+        return 0;
+    ssize_t w;
+    do {
+        w = writev(s->fd, iov, n);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        return (errno == EPIPE || errno == ECONNRESET) ? KEEL_ECLOSED : KEEL_EIO;
+    }
+    size_t done = (size_t)w;
+    if (s->out.len) {
+        size_t o = done < s->out.len ? done : s->out.len;
+        keel_buf_consume(&s->out, o);
+        done -= o;
+    }
+    return (ssize_t)done;
+}
+
+void keel_sock_close(struct ev_loop *loop, struct keel_sock *s)
+{
+    ev_io_stop(loop, &s->rio);
+    ev_io_stop(loop, &s->wio);
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+    keel_buf_free(&s->in);
+    keel_buf_free(&s->out);
+}
+
+int keel_sock_setup(int fd)
+{
+    int fl = fcntl(fd, F_GETFL, 0);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return KEEL_EIO;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return 0;
+}
+
+void keel_addr_ip(const struct sockaddr_storage *sa, char *out, size_t outlen)
+{
+    if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t)outlen);
+    } else if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, out, (socklen_t)outlen);
+    } else {
+        snprintf(out, outlen, "unknown");
+    }
+}
+
+void keel_addr_str(const struct sockaddr_storage *sa, char *out, size_t outlen)
+{
+    char ip[INET6_ADDRSTRLEN];
+    keel_addr_ip(sa, ip, sizeof(ip));
+    if (sa->ss_family == AF_INET6)
+        snprintf(out, outlen, "[%s]:%u", ip, ntohs(((const struct sockaddr_in6 *)sa)->sin6_port));
+    else
+        snprintf(out, outlen, "%s:%u", ip, ntohs(((const struct sockaddr_in *)sa)->sin_port));
+}
+
+double keel_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+uint64_t keel_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}

@@ -1,0 +1,1283 @@
+/* SPDX-License-Identifier: MIT */
+/* HTTP/1.1 reverse proxy: a downstream connection forwards its requests one at a time. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "keel/balancer.h"
+#include "keel/err.h"
+#include "keel/log.h"
+#include "keel/router.h"
+#include "conn.h"
+
+#define MAX_HEADERS 256
+#define BODY_BUF (64 * 1024) /* unforwarded body bytes buffered per direction */
+#define RESP_HEAD_MAX (64 * 1024)
+#define CLOSE_LINGER 5.0
+#define MAX_TRIES 3
+
+static void client_process(struct keel_conn *c);
+static void up_process(struct keel_conn *c);
+static void update_io(struct keel_conn *c);
+static void dispatch(struct keel_conn *c);
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static int status_class(int status)
+{
+    return (status >= 100 && status < 600) ? status / 100 : 0;
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    }
+    return "Error";
+}
+
+static int err_to_status(int err)
+{
+    switch (err) {
+    case KEEL_EURITOOLONG:
+        return 414;
+    case KEEL_EHDRTOOLARGE:
+    case KEEL_ETOOMANYHDRS:
+        return 431;
+    case KEEL_ENOTIMPL:
+        return 501;
+    case KEEL_EVERSION:
+        return 505;
+    default:
+        return 400;
+    }
+}
+
+static int name_is(const struct keel_http1_header *h, const char *lower)
+{
+    return keel_http1_name_eq(h, lower);
+}
+
+/* Hop-by-hop fields (RFC 9110 7.6.1) that a proxy never forwards. Transfer-Encoding is kept:
+ * keel forwards chunked bodies as they are, and Content-Length/Host can never be dropped by a
+ * Connection token (that would re-frame the message for the next hop). */
+static int is_hop_by_hop(const struct keel_http1_header *h)
+{
+    switch (h->name_len) {
+    case 2:
+        return name_is(h, "te");
+    case 7:
+        return name_is(h, "upgrade");
+    case 10:
+        return name_is(h, "connection") || name_is(h, "keep-alive");
+    case 14:
+        return name_is(h, "http2-settings");
+    case 16:
+        return name_is(h, "proxy-connection");
+    }
+    return 0;
+}
+
+/* Tokens of all Connection headers name further hop-by-hop fields. */
+struct conn_tokens {
+    const char *tok[16];
+    size_t len[16];
+    int n;
+};
+
+static void collect_conn_tokens(const struct keel_http1_header *hs, size_t n,
+                                struct conn_tokens *ct)
+{
+    ct->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (hs[i].name_len != 10 || !name_is(&hs[i], "connection"))
+            continue;
+        const char *p = hs[i].value, *end = p + hs[i].value_len;
+        while (p < end && ct->n < 16) {
+            while (p < end && (*p == ',' || *p == ' ' || *p == '\t'))
+                p++;
+            const char *s = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            if (p > s) {
+                ct->tok[ct->n] = s;
+                ct->len[ct->n] = (size_t)(p - s);
+                ct->n++;
+            }
+        }
+    }
+}
+
+static int named_in_connection(const struct keel_http1_header *h, const struct conn_tokens *ct)
+{
+    if (name_is(h, "content-length") || name_is(h, "transfer-encoding") || name_is(h, "host"))
+        return 0;
+    for (int i = 0; i < ct->n; i++) {
+        if (ct->len[i] != h->name_len)
+            continue;
+        size_t k = 0;
+        for (; k < h->name_len; k++) {
+            char a = h->name[k], b = ct->tok[i][k];
+            if (a >= 'A' && a <= 'Z')
+                a = (char)(a + 32);
+            if (b >= 'A' && b <= 'Z')
+                b = (char)(b + 32);
+            if (a != b)
+                break;
+        }
+        if (k == h->name_len)
+            return 1;
+    }
+    return 0;
+}
+
+static int append_header(struct keel_buf *b, const struct keel_http1_header *h)
+{
+    int rc = keel_buf_reserve(b, h->name_len + h->value_len + 4, 0);
+    if (rc)
+        return rc;
+    char *p = b->data + b->off + b->len;
+    memcpy(p, h->name, h->name_len);
+    p += h->name_len;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, h->value, h->value_len);
+    p += h->value_len;
+    *p++ = '\r';
+    *p++ = '\n';
+    b->len += h->name_len + h->value_len + 4;
+    return 0;
+}
+
+static void gen_request_id(struct keel_worker *w, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = keel_rand(&w->rng), b = keel_rand(&w->rng);
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(a >> (i * 4)) & 15];
+        out[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    out[32] = 0;
+}
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+static void client_timer(struct keel_conn *c, double secs)
+{
+    ev_timer_stop(c->w->loop, &c->timer);
+    if (secs > 0) {
+        ev_timer_set(&c->timer, secs, 0.);
+        ev_timer_start(c->w->loop, &c->timer);
+    }
+}
+
+static void up_timer(struct keel_upconn *u, double secs)
+{
+    u->timer.repeat = secs;
+    ev_timer_again(u->w->loop, &u->timer);
+}
+
+/* ---- transaction accounting --------------------------------------------------------------- */
+
+static void txn_release_load(struct keel_txn *t)
+{
+    if (t->load) {
+        if (t->active)
+            atomic_fetch_sub_explicit(&t->load->active, 1, memory_order_relaxed);
+        keel_ep_load_unref(t->load);
+    }
+    t->load = NULL;
+    t->active = 0;
+}
+
+void keel_txn_finish(struct keel_conn *c)
+{
+    struct keel_txn *t = &c->t;
+    struct keel_worker *w = c->w;
+    if (t->start == 0)
+        return;
+    double dur = ev_now(w->loop) - t->start;
+    if (dur < 0)
+        dur = 0;
+    int cls = status_class(t->status);
+    atomic_fetch_add_explicit(&w->rt->lstats[c->listener].requests[cls], 1, memory_order_relaxed);
+    const char *cname = "-", *ename = "-";
+    if (t->cluster >= 0 && w->snap && (uint32_t)t->cluster < w->snap->n_clusters) {
+        struct keel_cluster *cl = &w->snap->clusters[t->cluster];
+        cname = cl->name;
+        if (cl->stats) {
+            double ms = dur * 1000.0;
+            int b = 0;
+            while (b < KEEL_LAT_BUCKETS && ms > keel_lat_bounds_ms[b])
+                b++;
+            atomic_fetch_add_explicit(&cl->stats->lat_bucket[b], 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&cl->stats->lat_sum_us, (uint64_t)(dur * 1e6),
+                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&cl->stats->lat_count, 1, memory_order_relaxed);
+        }
+        if (t->ep >= 0 && (uint32_t)t->ep < cl->n_eps)
+            ename = cl->eps[t->ep].name;
+    }
+    if (t->load)
+        atomic_fetch_add_explicit(&t->load->requests[cls], 1, memory_order_relaxed);
+    if (w->rt->cfg->access_log && keel_log_level >= KEEL_LOG_INFO)
+        keel_log(KEEL_LOG_INFO,
+                 "access conn=%llu req_id=%s client=%s \"%s %s\" status=%d cluster=%s "
+                 "endpoint=%s bytes_in=%llu bytes_out=%llu dur_ms=%.3f",
+                 (unsigned long long)c->id, t->req_id[0] ? t->req_id : "-", c->peer_ip,
+                 t->method[0] ? t->method : "-", t->path[0] ? t->path : "-", t->status, cname,
+                 ename, (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out,
+                 dur * 1000.0);
+    txn_release_load(t);
+    t->start = 0;
+}
+
+static void txn_reset(struct keel_conn *c)
+{
+    struct keel_buf head = c->t.head;
+    head.off = head.len = 0;
+    memset(&c->t, 0, sizeof(c->t));
+    c->t.head = head;
+    c->t.cluster = -1;
+    c->t.ep = -1;
+}
+
+/* ---- connection lifecycle ----------------------------------------------------------------- */
+
+static void detach_up(struct keel_conn *c, int reusable)
+{
+    struct keel_upconn *u = c->up;
+    if (!u)
+        return;
+    c->up = NULL;
+    u->owner = NULL;
+    if (reusable && u->state == KEEL_UP_ACTIVE)
+        keel_up_release(u);
+    else
+        keel_up_close(u);
+}
+
+void keel_conn_close(struct keel_conn *c, const char *why)
+{
+    struct keel_worker *w = c->w;
+    if (c->state == KEEL_CS_CLOSED)
+        return;
+    if (c->t.start) {
+        if (c->t.status == 0)
+            c->t.status = 0; /* no response: counted as class "none" */
+        keel_txn_finish(c);
+    }
+    KEEL_DEBUG("conn=%llu closed in state %s: %s", (unsigned long long)c->id,
+               keel_conn_state_str(c->state), why);
+    detach_up(c, 0);
+    c->state = KEEL_CS_CLOSED;
+    ev_timer_stop(w->loop, &c->timer);
+    keel_sock_close(w->loop, &c->s);
+    keel_buf_free(&c->t.head);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->n_conns--;
+    atomic_fetch_sub_explicit(&w->rt->lstats[c->listener].active_conns, 1, memory_order_relaxed);
+    c->next_close = w->closing;
+    w->closing = c;
+}
+
+void keel_conn_reap(struct keel_worker *w)
+{
+    while (w->closing) {
+        struct keel_conn *c = w->closing;
+        w->closing = c->next_close;
+        free(c);
+    }
+    keel_up_reap(w);
+}
+
+/* Queue the rest of the output, then close; a lingering timer bounds the wait. */
+static void close_after_flush(struct keel_conn *c)
+{
+    if (c->state == KEEL_CS_CLOSED)
+        return;
+    if (c->t.start)
+        keel_txn_finish(c);
+    detach_up(c, 0);
+    c->state = KEEL_CS_CLOSING;
+    if (c->s.out.len == 0) {
+        keel_conn_close(c, "done");
+        return;
+    }
+    client_timer(c, CLOSE_LINGER);
+    update_io(c);
+}
+
+static int req_framing_complete(const struct keel_txn *t)
+{
+    if (t->req_mode == KEEL_H1_BODY_LENGTH)
+        return t->req_remaining == 0;
+    if (t->req_mode == KEEL_H1_BODY_CHUNKED)
+        return t->req_remaining == 1;
+    return 1;
+}
+
+/* Answers the current request with a keel-generated response. */
+static void send_error(struct keel_conn *c, int status, const char *reason, int close)
+{
+    struct keel_txn *t = &c->t;
+    if (t->resp_bytes_to_client > 0 || c->state == KEEL_CS_CLOSING) {
+        /* The client already has part of a response: the only honest signal left is a close. */
+        keel_conn_close(c, reason);
+        return;
+    }
+    if (t->start == 0) {
+        t->start = ev_now(c->w->loop);
+    }
+    t->status = status;
+    if (!req_framing_complete(t))
+        close = 1; /* the rest of the request body would be read as the next request */
+    else if (t->req_fwd) {
+        keel_buf_consume(&c->s.in, t->req_fwd); /* a body nobody will read */
+        t->req_fwd = 0;
+    }
+    char body[256];
+    int blen = snprintf(body, sizeof(body), "%d %s: %s\n", status, status_text(status), reason);
+    if (blen < 0 || blen >= (int)sizeof(body))
+        blen = (int)strlen(body);
+    keel_buf_printf(&c->s.out,
+                    "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                    "X-Keel-Reason: %s\r\n%s\r\n%s",
+                    status, status_text(status), blen, reason,
+                    (close || !c->keepalive) ? "Connection: close\r\n" : "",
+                    t->is_head ? "" : body);
+    t->bytes_out += c->s.out.len;
+    if (status >= 500)
+        KEEL_WARN("conn=%llu req_id=%s: %d %s", (unsigned long long)c->id,
+                  t->req_id[0] ? t->req_id : "-", status, reason);
+    if (close || !c->keepalive || c->w->draining) {
+        close_after_flush(c);
+        return;
+    }
+    keel_txn_finish(c);
+    detach_up(c, 0);
+    txn_reset(c);
+    c->state = KEEL_CS_IDLE;
+    client_process(c);
+}
+
+static void finish_exchange(struct keel_conn *c)
+{
+    struct keel_txn *t = &c->t;
+    int reusable = t->up_reusable && t->req_done && c->up && c->up->s.in.len == 0;
+    if (c->up)
+        c->up->requests++;
+    keel_txn_finish(c);
+    detach_up(c, reusable);
+    if (!c->keepalive || c->drain || c->w->draining) {
+        close_after_flush(c);
+        return;
+    }
+    txn_reset(c);
+    c->state = KEEL_CS_IDLE;
+    client_process(c);
+}
+
+/* ---- io watcher control ------------------------------------------------------------------ */
+
+static size_t head_limit(const struct keel_conn *c)
+{
+    return (size_t)c->lcfg->max_header_size + 1024;
+}
+
+static void set_watcher(struct ev_loop *loop, ev_io *io, int on)
+{
+    if (on)
+        ev_io_start(loop, io);
+    else
+        ev_io_stop(loop, io);
+}
+
+static void update_io(struct keel_conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+    struct keel_txn *t = &c->t;
+    struct keel_upconn *u = c->up;
+    int cr = 0, cw = c->s.out.len > 0 || t->resp_fwd > 0;
+    switch (c->state) {
+    case KEEL_CS_IDLE:
+    case KEEL_CS_HEAD:
+        cr = c->s.in.len < head_limit(c) && c->s.out.len < KEEL_OUT_HIGH_WATER;
+        break;
+    case KEEL_CS_PROXY:
+        cr = !req_framing_complete(t) && c->s.in.len < BODY_BUF;
+        break;
+    default:
+        break;
+    }
+    if (c->s.rd_eof)
+        cr = 0;
+    set_watcher(loop, &c->s.rio, cr);
+    set_watcher(loop, &c->s.wio, cw);
+    if (u && u->state != KEEL_UP_CLOSED) {
+        int uw = u->state == KEEL_UP_CONNECTING ||
+                 (u->state == KEEL_UP_ACTIVE && (u->s.out.len > 0 || t->req_fwd > 0));
+        int ur = u->state == KEEL_UP_ACTIVE && !u->s.rd_eof &&
+                 (t->resp_state == KEEL_RS_HEAD || t->resp_state == KEEL_RS_BODY) &&
+                 u->s.in.len < (t->resp_state == KEEL_RS_HEAD ? RESP_HEAD_MAX + 1 : BODY_BUF) &&
+                 c->s.out.len < KEEL_OUT_HIGH_WATER;
+        set_watcher(loop, &u->s.wio, uw);
+        set_watcher(loop, &u->s.rio, ur);
+    }
+}
+
+/* ---- building heads ---------------------------------------------------------------------- */
+
+static int build_up_head(struct keel_conn *c, const struct keel_http1_request *req,
+                         const struct keel_route_req *rr)
+{
+    struct keel_txn *t = &c->t;
+    struct keel_buf *b = &t->head;
+    struct conn_tokens ct;
+    collect_conn_tokens(req->headers, req->num_headers, &ct);
+    int absolute = req->target[0] != '/' && req->target[0] != '*' && rr->path >= req->target &&
+                   rr->path < req->target + req->target_len && rr->path != req->target;
+    const char *target = req->target;
+    size_t target_len = req->target_len;
+    if (absolute) {
+        /* Origin servers are only required to accept origin-form. */
+        target = rr->path;
+        target_len = (size_t)(req->target + req->target_len - rr->path);
+    }
+    int rc = keel_buf_printf(b, "%.*s %.*s HTTP/1.1\r\n", (int)req->method_len, req->method,
+                             (int)target_len, target);
+    const struct keel_http1_header *xff[8];
+    int n_xff = 0, have_xfh = 0, have_rid = 0;
+    for (size_t i = 0; i < req->num_headers && rc == 0; i++) {
+        const struct keel_http1_header *h = &req->headers[i];
+        if (is_hop_by_hop(h) || (ct.n && named_in_connection(h, &ct)))
+            continue;
+        if (h->name_len == 15 && name_is(h, "x-forwarded-for")) {
+            if (n_xff < 8)
+                xff[n_xff++] = h;
+            continue;
+        }
+        if (h->name_len == 17 && name_is(h, "x-forwarded-proto"))
+            continue;
+        if (h->name_len == 4 && absolute && name_is(h, "host"))
+            continue;
+        if (h->name_len == 16 && name_is(h, "x-forwarded-host"))
+            have_xfh = 1;
+        if (h->name_len == 12 && name_is(h, "x-request-id") && h->value_len > 0) {
+            have_rid = 1;
+            size_t l = h->value_len < sizeof(t->req_id) - 1 ? h->value_len : sizeof(t->req_id) - 1;
+            memcpy(t->req_id, h->value, l);
+            t->req_id[l] = 0;
+        }
+        rc = append_header(b, h);
+    }
+    if (rc)
+        return rc;
+    if (absolute || !rr->host)
+        rc |= keel_buf_printf(b, "Host: %.*s\r\n", (int)(rr->host ? rr->host_len : 0),
+                              rr->host ? rr->host : "");
+    if (t->is_upgrade) {
+        for (size_t i = 0; i < req->num_headers; i++)
+            if (req->headers[i].name_len == 7 && name_is(&req->headers[i], "upgrade"))
+                rc |= append_header(b, &req->headers[i]);
+        rc |= keel_buf_printf(b, "Connection: upgrade\r\n");
+    }
+    rc |= keel_buf_printf(b, "X-Forwarded-For: ");
+    for (int i = 0; i < n_xff; i++)
+        rc |= keel_buf_printf(b, "%.*s, ", (int)xff[i]->value_len, xff[i]->value);
+    rc |= keel_buf_printf(b, "%s\r\nX-Forwarded-Proto: http\r\n", c->peer_ip);
+    if (!have_xfh && rr->host)
+        rc |= keel_buf_printf(b, "X-Forwarded-Host: %.*s\r\n", (int)rr->host_len, rr->host);
+    if (!have_rid) {
+        gen_request_id(c->w, t->req_id);
+        rc |= keel_buf_printf(b, "X-Request-Id: %s\r\n", t->req_id);
+    }
+    rc |= keel_buf_append(b, "\r\n", 2);
+    return rc ? KEEL_ENOMEM : 0;
+}
+
+static int build_client_head(struct keel_conn *c, const struct keel_http1_response *resp)
+{
+    struct keel_buf *b = &c->s.out;
+    struct conn_tokens ct;
+    collect_conn_tokens(resp->headers, resp->num_headers, &ct);
+    int upgrade = resp->status == 101;
+    size_t before = b->len;
+    int rc = keel_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason_len,
+                             resp->reason);
+    for (size_t i = 0; i < resp->num_headers && rc == 0; i++) {
+        const struct keel_http1_header *h = &resp->headers[i];
+        if (upgrade && h->name_len == 7 && name_is(h, "upgrade")) {
+            rc = append_header(b, h);
+            continue;
+        }
+        if (is_hop_by_hop(h) || (ct.n && named_in_connection(h, &ct)))
+            continue;
+        if (c->t.dechunk && h->name_len == 17 && name_is(h, "transfer-encoding"))
+            continue;
+        rc = append_header(b, h);
+    }
+    if (upgrade)
+        rc |= keel_buf_printf(b, "Connection: upgrade\r\n");
+    else if (resp->status >= 200 && !c->keepalive)
+        rc |= keel_buf_printf(b, "Connection: close\r\n");
+    else if (resp->status >= 200 && c->minor == 0)
+        rc |= keel_buf_printf(b, "Connection: keep-alive\r\n");
+    rc |= keel_buf_append(b, "\r\n", 2);
+    c->t.bytes_out += b->len - before;
+    c->t.resp_bytes_to_client += b->len - before;
+    return rc ? KEEL_ENOMEM : 0;
+}
+
+/* ---- request side ------------------------------------------------------------------------ */
+
+static void start_request(struct keel_conn *c, struct keel_http1_request *req, size_t head_len)
+{
+    struct keel_worker *w = c->w;
+    struct keel_txn *t = &c->t;
+    const struct keel_cfg_listener *l = c->lcfg;
+    t->start = ev_now(w->loop);
+    t->bytes_in = head_len;
+    size_t ml = req->method_len < sizeof(t->method) - 1 ? req->method_len : sizeof(t->method) - 1;
+    memcpy(t->method, req->method, ml);
+    t->method[ml] = 0;
+    size_t pl = req->target_len < sizeof(t->path) - 1 ? req->target_len : sizeof(t->path) - 1;
+    memcpy(t->path, req->target, pl);
+    t->path[pl] = 0;
+    t->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    c->minor = req->minor_version;
+    if (req->minor_version >= 1)
+        c->keepalive = !(req->flags & KEEL_H1_F_CONN_CLOSE);
+    else
+        c->keepalive =
+            (req->flags & KEEL_H1_F_CONN_KEEPALIVE) && !(req->flags & KEEL_H1_F_CONN_CLOSE);
+    if (c->drain || w->draining)
+        c->keepalive = 0;
+    t->is_upgrade = (req->flags & KEEL_H1_F_UPGRADE) && (req->flags & KEEL_H1_F_CONN_UPGRADE) &&
+                    req->minor_version >= 1;
+    t->req_mode = keel_http1_request_body(req);
+    t->req_remaining = req->content_length > 0 ? (uint64_t)req->content_length : 0;
+    keel_http1_chunked_init(&t->req_chunk);
+    c->state = KEEL_CS_PROXY;
+    client_timer(c, 0);
+
+    if (l->max_body_size && req->content_length > 0 &&
+        (uint64_t)req->content_length > l->max_body_size) {
+        keel_buf_consume(&c->s.in, head_len);
+        send_error(c, 413, "request body larger than max_body_size", 1);
+        return;
+    }
+    struct keel_route_req rr;
+    keel_router_prepare(&rr, req);
+    int cl = keel_router_match(&w->snap->listeners[c->listener], &rr);
+    if (cl < 0) {
+        keel_buf_consume(&c->s.in, head_len);
+        send_error(c, 404, "no route matches", 0);
+        return;
+    }
+    t->cluster = cl;
+    if (build_up_head(c, req, &rr) != 0) {
+        keel_buf_consume(&c->s.in, head_len);
+        keel_conn_close(c, "out of memory");
+        return;
+    }
+    keel_buf_consume(&c->s.in, head_len);
+    dispatch(c);
+}
+
+/* Extends t->req_fwd over newly arrived body bytes, validating chunked framing. */
+static int advance_req_body(struct keel_conn *c)
+{
+    struct keel_txn *t = &c->t;
+    size_t avail = c->s.in.len - t->req_fwd;
+    if (avail == 0 || req_framing_complete(t))
+        return 0;
+    if (t->req_mode == KEEL_H1_BODY_LENGTH) {
+        if (t->req_remaining == 0)
+            return 0;
+        size_t take = avail < t->req_remaining ? avail : (size_t)t->req_remaining;
+        t->req_fwd += take;
+        t->req_remaining -= take;
+        t->req_body_total += take;
+        return 0;
+    }
+    size_t consumed = 0, dlen = 0;
+    int done = 0;
+    int rc = keel_http1_chunked_feed(&t->req_chunk, c->s.in.data + c->s.in.off + t->req_fwd, avail,
+                                     0, &consumed, &dlen, &done);
+    if (rc < 0)
+        return rc;
+    t->req_fwd += consumed;
+    t->req_body_total = t->req_chunk.total;
+    if (c->lcfg->max_body_size && t->req_body_total > c->lcfg->max_body_size)
+        return KEEL_EBODYTOOLARGE;
+    if (done)
+        t->req_remaining = 1; /* marks "framing complete" for chunked */
+    return 0;
+}
+
+static void up_failed(struct keel_conn *c, int err, const char *what);
+
+/* Writes the request head and validated body bytes to the upstream. */
+static void flush_request(struct keel_conn *c)
+{
+    struct keel_txn *t = &c->t;
+    struct keel_upconn *u = c->up;
+    if (!u || u->state != KEEL_UP_ACTIVE)
+        return;
+    int rc = advance_req_body(c);
+    if (rc < 0) {
+        if (t->resp_state == KEEL_RS_HEAD && t->resp_bytes_to_client == 0)
+            send_error(c, rc == KEEL_EBODYTOOLARGE ? 413 : 400,
+                       rc == KEEL_EBODYTOOLARGE ? "request body larger than max_body_size"
+                                                : "malformed chunked request body",
+                       1);
+        else
+            keel_conn_close(c, "bad request body");
+        return;
+    }
+    if (u->s.out.len == 0 && t->req_fwd == 0 && (t->req_done || !req_framing_complete(t)))
+        return;
+    ssize_t n = keel_sock_flush(&u->s, c->s.in.data + c->s.in.off, t->req_fwd);
+    if (n < 0) {
+        up_failed(c, (int)n, "write to upstream failed");
+        return;
+    }
+    if (n > 0) {
+        keel_buf_consume(&c->s.in, (size_t)n);
+        t->req_fwd -= (size_t)n;
+        t->req_body_sent += (uint64_t)n;
+        t->bytes_in += (uint64_t)n;
+    }
+    if (!t->req_done && u->s.out.len == 0 && t->req_fwd == 0 && req_framing_complete(t)) {
+        t->req_done = 1;
+        if (t->resp_state == KEEL_RS_HEAD)
+            up_timer(u, u->ccfg->response_timeout_ms / 1000.0);
+    }
+}
+
+static void client_process(struct keel_conn *c)
+{
+    struct keel_worker *w = c->w;
+    switch (c->state) {
+    case KEEL_CS_IDLE:
+    case KEEL_CS_HEAD: {
+        if (c->s.in.len == 0) {
+            if (c->s.rd_eof) {
+                keel_conn_close(c, "client closed");
+                return;
+            }
+            if (c->state == KEEL_CS_HEAD || c->drain || w->draining) {
+                if (c->drain || w->draining) {
+                    close_after_flush(c);
+                    return;
+                }
+            }
+            c->state = KEEL_CS_IDLE;
+            if (!ev_is_active(&c->timer))
+                client_timer(c, c->lcfg->keepalive_timeout_ms / 1000.0);
+            update_io(c);
+            return;
+        }
+        if (c->state == KEEL_CS_IDLE) {
+            c->state = KEEL_CS_HEAD;
+            client_timer(c, c->lcfg->header_timeout_ms / 1000.0);
+        }
+        struct keel_http1_header hdrs[MAX_HEADERS];
+        struct keel_http1_request req;
+        memset(&req, 0, sizeof(req));
+        req.headers = hdrs;
+        req.num_headers = MAX_HEADERS;
+        struct keel_http1_limits lim = {c->lcfg->max_request_line, c->lcfg->max_header_size,
+                                        c->lcfg->max_headers < MAX_HEADERS ? c->lcfg->max_headers
+                                                                           : MAX_HEADERS};
+        size_t eoff = 0;
+        ssize_t n =
+            keel_http1_parse_request(c->s.in.data + c->s.in.off, c->s.in.len, &req, &lim, &eoff);
+        if (n == KEEL_EAGAIN) {
+            if (c->s.rd_eof) {
+                keel_conn_close(c, "client closed mid-request");
+                return;
+            }
+            update_io(c);
+            return;
+        }
+        if (n < 0) {
+            atomic_fetch_add_explicit(&w->rt->lstats[c->listener].parse_errors, 1,
+                                      memory_order_relaxed);
+            int st = err_to_status((int)n);
+            KEEL_INFO("conn=%llu client=%s: rejected request (%s at byte %zu): %d",
+                      (unsigned long long)c->id, c->peer_ip, keel_strerror((int)n), eoff, st);
+            c->keepalive = 0;
+            c->t.req_done = 1;
+            client_timer(c, 0);
+            send_error(c, st, keel_strerror((int)n), 1);
+            return;
+        }
+        start_request(c, &req, (size_t)n);
+        return;
+    }
+    case KEEL_CS_PROXY:
+        flush_request(c);
+        if (c->state == KEEL_CS_PROXY)
+            update_io(c);
+        return;
+    default:
+        update_io(c);
+        return;
+    }
+}
+
+/* ---- upstream side ----------------------------------------------------------------------- */
+
+static void on_up_read(struct ev_loop *loop, ev_io *io, int revents);
+static void on_up_write(struct ev_loop *loop, ev_io *io, int revents);
+static void on_up_timer(struct ev_loop *loop, ev_timer *t, int revents);
+
+static void attach_up(struct keel_conn *c, struct keel_upconn *u)
+{
+    c->up = u;
+    u->owner = c;
+    ev_set_cb(&u->s.rio, on_up_read);
+    ev_set_cb(&u->s.wio, on_up_write);
+    ev_set_cb(&u->timer, on_up_timer);
+    u->s.rio.data = u->s.wio.data = u->timer.data = u;
+}
+
+static void up_connected(struct keel_conn *c)
+{
+    struct keel_txn *t = &c->t;
+    struct keel_upconn *u = c->up;
+    u->state = KEEL_UP_ACTIVE;
+    t->resp_state = KEEL_RS_HEAD;
+    up_timer(u, u->ccfg->idle_timeout_ms / 1000.0);
+    flush_request(c);
+    if (c->state == KEEL_CS_PROXY)
+        update_io(c);
+}
+
+static void dispatch(struct keel_conn *c)
+{
+    struct keel_worker *w = c->w;
+    struct keel_txn *t = &c->t;
+    for (;;) {
+        struct keel_cluster *cl = &w->snap->clusters[t->cluster];
+        struct keel_lb_req lr = {keel_balancer_hash(c->peer_ip, strlen(c->peer_ip)), t->tried,
+                                 t->n_tried};
+        int idx = cl->lb->pick(cl, w->lb_state ? w->lb_state[t->cluster] : NULL, &lr);
+        if (idx < 0) {
+            if (t->n_tried) {
+                send_error(c, t->status == 504 ? 504 : 502,
+                           t->status == 504 ? "upstream connect timed out"
+                                            : "upstream connection failed",
+                           0);
+            } else {
+                if (cl->stats)
+                    atomic_fetch_add_explicit(&cl->stats->no_endpoint, 1, memory_order_relaxed);
+                send_error(c, 503, "no eligible endpoint in cluster", 0);
+            }
+            return;
+        }
+        struct keel_endpoint *ep = &cl->eps[idx];
+        t->ep = idx;
+        txn_release_load(t);
+        t->load = ep->load;
+        keel_ep_load_ref(t->load);
+        atomic_fetch_add_explicit(&t->load->active, 1, memory_order_relaxed);
+        t->active = 1;
+        if (t->n_tried < sizeof(t->tried) / sizeof(t->tried[0]))
+            t->tried[t->n_tried++] = (uint32_t)idx;
+        int err = 0;
+        struct keel_upconn *u = keel_up_get(w, ep, cl->cfg, 1, &err);
+        if (!u) {
+            atomic_fetch_add_explicit(&ep->load->connect_failures, 1, memory_order_relaxed);
+            KEEL_WARN("conn=%llu: connect to %s (cluster %s) failed: %s", (unsigned long long)c->id,
+                      ep->name, cl->name, keel_strerror(err));
+            t->status = 502;
+            if (t->n_tried >= MAX_TRIES || t->n_tried >= cl->n_eps) {
+                send_error(c, 502, "upstream connection failed", 0);
+                return;
+            }
+            continue;
+        }
+        attach_up(c, u);
+        if (keel_buf_append(&u->s.out, t->head.data + t->head.off, t->head.len) != 0) {
+            keel_conn_close(c, "out of memory");
+            return;
+        }
+        if (u->state == KEEL_UP_CONNECTING) {
+            up_timer(u, cl->cfg->connect_timeout_ms / 1000.0);
+            update_io(c);
+            return;
+        }
+        up_connected(c);
+        return;
+    }
+}
+
+/* A connection attempt failed: try another endpoint when nothing can have been processed. */
+static void connect_failed(struct keel_conn *c, int err)
+{
+    struct keel_txn *t = &c->t;
+    struct keel_upconn *u = c->up;
+    struct keel_cluster *cl = &c->w->snap->clusters[t->cluster];
+    atomic_fetch_add_explicit(&u->load->connect_failures, 1, memory_order_relaxed);
+    KEEL_WARN("conn=%llu: connect to %s (cluster %s) failed: %s", (unsigned long long)c->id,
+              u->name, cl->name, keel_strerror(err));
+    detach_up(c, 0);
+    t->status = err == KEEL_ETIMEDOUT ? 504 : 502;
+    if (t->n_tried >= MAX_TRIES || t->n_tried >= cl->n_eps) {
+        send_error(
+            c, t->status,
+            err == KEEL_ETIMEDOUT ? "upstream connect timed out" : "upstream connection failed", 0);
+        return;
+    }
+    dispatch(c);
+}
+
+/* The upstream closed or failed after the request went out. */
+static void up_failed(struct keel_conn *c, int err, const char *what)
+{
+    struct keel_txn *t = &c->t;
+    struct keel_upconn *u = c->up;
+    if (t->resp_state == KEEL_RS_HEAD && u && u->reused && !t->retried_reuse &&
+        t->req_body_sent == 0 && t->req_mode == KEEL_H1_BODY_NONE) {
+        /* A pooled connection closed by the server before our request reached it: the
+         * request was never processed, so sending it on a fresh connection is safe. */
+        KEEL_DEBUG("conn=%llu: pooled connection to %s closed, retrying on a new one",
+                   (unsigned long long)c->id, u->name);
+        t->retried_reuse = 1;
+        detach_up(c, 0);
+        t->n_tried = t->n_tried ? t->n_tried - 1 : 0; /* same endpoint is fine */
+        dispatch(c);
+        return;
+    }
+    if (t->resp_state == KEEL_RS_BODY && t->resp_mode == KEEL_H1_BODY_UNTIL_CLOSE) {
+        t->resp_state = KEEL_RS_DONE;
+        t->up_reusable = 0;
+        c->keepalive = 0;
+        up_process(c);
+        return;
+    }
+    if (t->resp_bytes_to_client == 0 && t->resp_state != KEEL_RS_DONE) {
+        KEEL_WARN("conn=%llu: upstream %s: %s (%s)", (unsigned long long)c->id, u ? u->name : "-",
+                  what, keel_strerror(err));
+        send_error(c, 502, what, 0);
+        return;
+    }
+    if (t->resp_state == KEEL_RS_DONE) {
+        /* Response complete; the request body could not be delivered. */
+        t->up_reusable = 0;
+        c->keepalive = 0;
+        up_process(c);
+        return;
+    }
+    KEEL_WARN("conn=%llu: upstream %s: %s mid-response", (unsigned long long)c->id,
+              u ? u->name : "-", what);
+    keel_conn_close(c, what);
+}
+
+static void on_up_timer(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    struct keel_upconn *u = tm->data;
+    struct keel_conn *c = u->owner;
+    if (!c)
+        return;
+    if (u->state == KEEL_UP_CONNECTING) {
+        connect_failed(c, KEEL_ETIMEDOUT);
+        return;
+    }
+    if (c->state == KEEL_CS_TUNNEL) {
+        keel_conn_close(c, "tunnel idle timeout");
+        return;
+    }
+    if (c->t.resp_bytes_to_client == 0) {
+        KEEL_WARN("conn=%llu: upstream %s: response timed out", (unsigned long long)c->id, u->name);
+        send_error(c, 504, "upstream response timed out", 0);
+        return;
+    }
+    keel_conn_close(c, "upstream idle timeout mid-response");
+}
+
+static void on_up_write(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct keel_upconn *u = io->data;
+    struct keel_conn *c = u->owner;
+    if (!c) {
+        ev_io_stop(loop, io);
+        return;
+    }
+    if (u->state == KEEL_UP_CONNECTING) {
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        if (getsockopt(u->s.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+            soerr = errno;
+        if (soerr) {
+            connect_failed(c, keel_err_from_errno(soerr));
+            return;
+        }
+        up_connected(c);
+        return;
+    }
+    if (c->state == KEEL_CS_TUNNEL)
+        return; /* tcp_proxy.c owns the callbacks in tunnel mode */
+    up_timer(u, c->t.req_done && c->t.resp_state == KEEL_RS_HEAD
+                    ? u->ccfg->response_timeout_ms / 1000.0
+                    : u->ccfg->idle_timeout_ms / 1000.0);
+    flush_request(c);
+    if (c->state == KEEL_CS_PROXY)
+        update_io(c);
+}
+
+/* Extends t->resp_fwd over newly arrived body bytes; may finish the response. */
+static int advance_resp_body(struct keel_conn *c)
+{
+    struct keel_txn *t = &c->t;
+    struct keel_upconn *u = c->up;
+    size_t avail = u->s.in.len - t->resp_fwd;
+    if (t->resp_state != KEEL_RS_BODY)
+        return 0;
+    switch (t->resp_mode) {
+    case KEEL_H1_BODY_LENGTH: {
+        size_t take = avail < t->resp_remaining ? avail : (size_t)t->resp_remaining;
+        t->resp_fwd += take;
+        t->resp_remaining -= take;
+        if (t->resp_remaining == 0)
+            t->resp_state = KEEL_RS_DONE;
+        return 0;
+    }
+    case KEEL_H1_BODY_UNTIL_CLOSE:
+        t->resp_fwd += avail;
+        if (u->s.rd_eof)
+            t->resp_state = KEEL_RS_DONE;
+        return 0;
+    case KEEL_H1_BODY_CHUNKED: {
+        if (avail == 0)
+            return 0;
+        size_t consumed = 0, dlen = 0;
+        int done = 0;
+        char *p = u->s.in.data + u->s.in.off + t->resp_fwd;
+        int rc =
+            keel_http1_chunked_feed(&t->resp_chunk, p, avail, t->dechunk, &consumed, &dlen, &done);
+        if (rc < 0)
+            return rc;
+        if (t->dechunk) {
+            /* Payload now sits at p[0..dlen); move the unparsed rest right behind it. */
+            memmove(p + dlen, p + consumed, avail - consumed);
+            u->s.in.len -= consumed - dlen;
+            t->resp_fwd += dlen;
+        } else {
+            t->resp_fwd += consumed;
+        }
+        if (done)
+            t->resp_state = KEEL_RS_DONE;
+        return 0;
+    }
+    default:
+        t->resp_state = KEEL_RS_DONE;
+        return 0;
+    }
+}
+
+static void flush_response(struct keel_conn *c)
+{
+    struct keel_txn *t = &c->t;
+    struct keel_upconn *u = c->up;
+    const char *extra = u ? u->s.in.data + u->s.in.off : NULL;
+    ssize_t n = keel_sock_flush(&c->s, extra, u ? t->resp_fwd : 0);
+    if (n < 0) {
+        keel_conn_close(c, "client write failed");
+        return;
+    }
+    if (n > 0) {
+        keel_buf_consume(&u->s.in, (size_t)n);
+        t->resp_fwd -= (size_t)n;
+        t->bytes_out += (uint64_t)n;
+        t->resp_bytes_to_client += (uint64_t)n;
+    }
+}
+
+static void up_process(struct keel_conn *c)
+{
+    struct keel_txn *t = &c->t;
+    for (;;) {
+        struct keel_upconn *u = c->up;
+        if (!u)
+            return;
+        if (t->resp_state == KEEL_RS_HEAD) {
+            struct keel_http1_header hdrs[MAX_HEADERS];
+            struct keel_http1_response resp;
+            memset(&resp, 0, sizeof(resp));
+            resp.headers = hdrs;
+            resp.num_headers = MAX_HEADERS;
+            struct keel_http1_limits lim = {RESP_HEAD_MAX, RESP_HEAD_MAX, MAX_HEADERS};
+            ssize_t n = keel_http1_parse_response(u->s.in.data + u->s.in.off, u->s.in.len, &resp,
+                                                  &lim, NULL);
+            if (n == KEEL_EAGAIN) {
+                if (u->s.rd_eof) {
+                    up_failed(c, KEEL_ECLOSED,
+                              u->s.in.len ? "upstream closed mid-response-head"
+                                          : "upstream closed before responding");
+                    return;
+                }
+                break;
+            }
+            if (n < 0) {
+                KEEL_WARN("conn=%llu: upstream %s sent a bad response: %s",
+                          (unsigned long long)c->id, u->name, keel_strerror((int)n));
+                t->up_reusable = 0;
+                if (t->resp_bytes_to_client == 0)
+                    send_error(c, 502, "bad response from upstream", 0);
+                else
+                    keel_conn_close(c, "bad response from upstream");
+                return;
+            }
+            if (resp.status < 200 && !(resp.status == 101 && t->is_upgrade)) {
+                /* Interim responses (100 Continue) go to HTTP/1.1 clients as they are. */
+                if (c->minor >= 1) {
+                    keel_buf_printf(&c->s.out, "HTTP/1.1 %d %.*s\r\n\r\n", resp.status,
+                                    (int)resp.reason_len, resp.reason);
+                }
+                keel_buf_consume(&u->s.in, (size_t)n);
+                continue;
+            }
+            t->status = resp.status;
+            if (resp.status == 101) {
+                t->dechunk = 0;
+                if (build_client_head(c, &resp) != 0) {
+                    keel_conn_close(c, "out of memory");
+                    return;
+                }
+                keel_buf_consume(&u->s.in, (size_t)n);
+                t->resp_state = KEEL_RS_DONE;
+                keel_tunnel_start(c);
+                return;
+            }
+            t->up_reusable = resp.minor_version >= 1 ? !(resp.flags & KEEL_H1_F_CONN_CLOSE)
+                                                     : !!(resp.flags & KEEL_H1_F_CONN_KEEPALIVE);
+            t->resp_mode = keel_http1_response_body(&resp, t->is_head);
+            if (t->resp_mode == KEEL_H1_BODY_UNTIL_CLOSE) {
+                t->up_reusable = 0;
+                c->keepalive = 0;
+            }
+            if (t->resp_mode == KEEL_H1_BODY_CHUNKED && c->minor == 0) {
+                t->dechunk = 1;
+                c->keepalive = 0;
+            }
+            t->resp_remaining = resp.content_length > 0 ? (uint64_t)resp.content_length : 0;
+            keel_http1_chunked_init(&t->resp_chunk);
+            if (build_client_head(c, &resp) != 0) {
+                keel_conn_close(c, "out of memory");
+                return;
+            }
+            keel_buf_consume(&u->s.in, (size_t)n);
+            t->resp_state = t->resp_mode == KEEL_H1_BODY_NONE ||
+                                    (t->resp_mode == KEEL_H1_BODY_LENGTH && t->resp_remaining == 0)
+                                ? KEEL_RS_DONE
+                                : KEEL_RS_BODY;
+            up_timer(u, u->ccfg->idle_timeout_ms / 1000.0);
+        }
+        if (advance_resp_body(c) < 0) {
+            KEEL_WARN("conn=%llu: upstream %s sent malformed chunked body",
+                      (unsigned long long)c->id, u->name);
+            keel_conn_close(c, "bad chunked response body");
+            return;
+        }
+        flush_response(c);
+        if (c->state != KEEL_CS_PROXY)
+            return;
+        if (t->resp_state == KEEL_RS_BODY && u->s.rd_eof && t->resp_fwd == 0 && u->s.in.len == 0) {
+            up_failed(c, KEEL_ECLOSED, "upstream closed mid-body");
+            return;
+        }
+        if (t->resp_state == KEEL_RS_DONE && t->resp_fwd == 0) {
+            if (!t->req_done) {
+                /* Answered before the whole request arrived: this connection cannot carry
+                 * another exchange on either side. */
+                t->up_reusable = 0;
+                c->keepalive = 0;
+                t->req_done = 1;
+            }
+            finish_exchange(c);
+            return;
+        }
+        break;
+    }
+    update_io(c);
+}
+
+static void on_up_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct keel_upconn *u = io->data;
+    struct keel_conn *c = u->owner;
+    if (!c) {
+        ev_io_stop(loop, io);
+        return;
+    }
+    size_t max = c->t.resp_state == KEEL_RS_HEAD ? RESP_HEAD_MAX + 1 : BODY_BUF;
+    ssize_t n = keel_sock_read(&u->s, max);
+    if (n == KEEL_EAGAIN) {
+        update_io(c);
+        return;
+    }
+    if (n < 0) {
+        if (c->t.resp_state == KEEL_RS_BODY && c->t.resp_mode == KEEL_H1_BODY_UNTIL_CLOSE) {
+            u->s.rd_eof = 1;
+        } else {
+            up_failed(c, (int)n, "upstream connection reset");
+            return;
+        }
+    }
+    if (c->t.resp_state != KEEL_RS_HEAD || c->t.req_done == 0)
+        up_timer(u, u->ccfg->idle_timeout_ms / 1000.0);
+    up_process(c);
+}
+
+/* ---- client callbacks -------------------------------------------------------------------- */
+
+static void on_client_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct keel_conn *c = io->data;
+    size_t max = c->state == KEEL_CS_PROXY ? BODY_BUF : head_limit(c);
+    ssize_t n = keel_sock_read(&c->s, max);
+    if (n == KEEL_EAGAIN) {
+        update_io(c);
+        return;
+    }
+    if (n < 0) {
+        keel_conn_close(c, "client read error");
+        return;
+    }
+    if (n == 0 && c->state == KEEL_CS_PROXY && !c->t.req_done && !req_framing_complete(&c->t)) {
+        keel_conn_close(c, "client closed mid-request");
+        return;
+    }
+    client_process(c);
+}
+
+static void on_client_write(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct keel_conn *c = io->data;
+    if (c->state == KEEL_CS_PROXY) {
+        flush_response(c);
+        if (c->state == KEEL_CS_PROXY)
+            up_process(c);
+        return;
+    }
+    ssize_t n = keel_sock_flush(&c->s, NULL, 0);
+    if (n < 0) {
+        keel_conn_close(c, "client write failed");
+        return;
+    }
+    if (c->state == KEEL_CS_CLOSING && c->s.out.len == 0) {
+        /* Half-close first so a client still sending gets our response, not a reset. */
+        shutdown(c->s.fd, SHUT_WR);
+        keel_conn_close(c, "response sent");
+        return;
+    }
+    update_io(c);
+}
+
+static void on_client_timer(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    struct keel_conn *c = tm->data;
+    switch (c->state) {
+    case KEEL_CS_HEAD:
+        KEEL_INFO("conn=%llu client=%s: request head not complete in time",
+                  (unsigned long long)c->id, c->peer_ip);
+        c->keepalive = 0;
+        c->t.req_done = 1;
+        send_error(c, 408, "request head not received in time", 1);
+        return;
+    case KEEL_CS_TUNNEL:
+        keel_conn_close(c, "idle timeout");
+        return;
+    default:
+        keel_conn_close(c, c->state == KEEL_CS_IDLE ? "keep-alive timeout" : "linger timeout");
+        return;
+    }
+}
+
+struct keel_conn *keel_conn_new(struct keel_worker *w, int fd, uint32_t listener,
+                                const struct sockaddr_storage *peer)
+{
+    struct keel_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->w = w;
+    c->id = ++w->next_conn_id * 64 + w->id;
+    c->listener = listener;
+    c->lcfg = &w->rt->cfg->listeners[listener];
+    c->peer = *peer;
+    keel_addr_ip(peer, c->peer_ip, sizeof(c->peer_ip));
+    c->s.fd = fd;
+    ev_io_init(&c->s.rio, on_client_read, fd, EV_READ);
+    ev_io_init(&c->s.wio, on_client_write, fd, EV_WRITE);
+    c->s.rio.data = c->s.wio.data = c;
+    ev_init(&c->timer, on_client_timer);
+    c->timer.data = c;
+    c->t.cluster = -1;
+    c->t.ep = -1;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    atomic_fetch_add_explicit(&w->rt->lstats[listener].active_conns, 1, memory_order_relaxed);
+    return c;
+}
+
+void keel_http_accept(struct keel_worker *w, int fd, uint32_t listener,
+                      const struct sockaddr_storage *peer)
+{
+    struct keel_conn *c = keel_conn_new(w, fd, listener, peer);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->keepalive = 1;
+    c->state = KEEL_CS_IDLE;
+    /* The first request must arrive within the header timeout, not the keep-alive one. */
+    client_timer(c, c->lcfg->header_timeout_ms / 1000.0);
+    update_io(c);
+}
+
+void keel_http_drain_all(struct keel_worker *w)
+{
+    struct keel_conn *c = w->conns;
+    while (c) {
+        struct keel_conn *next = c->next;
+        c->drain = 1;
+        if (c->state == KEEL_CS_IDLE && c->s.in.len == 0 && !c->is_tcp)
+            close_after_flush(c);
+        c = next;
+    }
+}

@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+/* Upstream connections: non-blocking connect and a per-worker, per-endpoint idle pool. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "keel/err.h"
+#include "keel/log.h"
+#include "conn.h"
+
+/* Pool slots are keyed by the load record's id (never reused), open addressing. */
+static struct keel_pool *pool_find(struct keel_worker *w, struct keel_ep_load *load, int create)
+{
+    if (w->pools_cap == 0) {
+        if (!create)
+            return NULL;
+        w->pools = calloc(16, sizeof(*w->pools));
+        if (!w->pools)
+            return NULL;
+        w->pools_cap = 16;
+    }
+    uint32_t mask = w->pools_cap - 1;
+    uint32_t i = (load->id * 2654435761u) & mask;
+    uint32_t used = 0;
+    for (uint32_t n = 0; n < w->pools_cap; n++, i = (i + 1) & mask) {
+        struct keel_pool *p = &w->pools[i];
+        if (p->key == load)
+            return p;
+        if (p->key == NULL) {
+            if (!create)
+                return NULL;
+            if (used * 4 < w->pools_cap * 3) {
+                p->key = load;
+                return p;
+            }
+            break;
+        }
+        used++;
+    }
+    /* Full enough: rebuild twice as large, dropping slots without idle connections. */
+    uint32_t ncap = w->pools_cap * 2;
+    struct keel_pool *np = calloc(ncap, sizeof(*np));
+    if (!np)
+        return NULL;
+    for (uint32_t k = 0; k < w->pools_cap; k++) {
+        struct keel_pool *p = &w->pools[k];
+        if (!p->key || !p->n_idle)
+            continue;
+        uint32_t j = (p->key->id * 2654435761u) & (ncap - 1);
+        while (np[j].key)
+            j = (j + 1) & (ncap - 1);
+        np[j] = *p;
+    }
+    free(w->pools);
+    w->pools = np;
+    w->pools_cap = ncap;
+    return pool_find(w, load, create);
+}
+
+static void pool_unlink(struct keel_upconn *u)
+{
+    struct keel_pool *p = pool_find(u->w, u->load, 0);
+    if (!p)
+        return;
+    struct keel_upconn **pp = &p->idle;
+    while (*pp && *pp != u)
+        pp = &(*pp)->next_idle;
+    if (*pp) {
+        *pp = u->next_idle;
+        p->n_idle--;
+    }
+    u->next_idle = NULL;
+}
+
+void keel_up_close(struct keel_upconn *u)
+{
+    if (u->state == KEEL_UP_CLOSED)
+        return;
+    if (u->state == KEEL_UP_IDLE)
+        pool_unlink(u);
+    u->state = KEEL_UP_CLOSED;
+    ev_timer_stop(u->w->loop, &u->timer);
+    keel_sock_close(u->w->loop, &u->s);
+    u->owner = NULL;
+    u->next_close = u->w->up_closing;
+    u->w->up_closing = u;
+}
+
+void keel_up_reap(struct keel_worker *w)
+{
+    while (w->up_closing) {
+        struct keel_upconn *u = w->up_closing;
+        w->up_closing = u->next_close;
+        keel_ep_load_unref(u->load);
+        free(u);
+    }
+}
+
+static void on_idle_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct keel_upconn *u = io->data;
+    char b[1];
+    ssize_t n = recv(u->s.fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    /* EOF, reset or unsolicited bytes: an idle connection cannot carry a request any more. */
+    KEEL_DEBUG("upstream %s: idle connection closed by peer", u->name);
+    keel_up_close(u);
+}
+
+static void on_idle_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    keel_up_close(t->data);
+}
+
+void keel_up_release(struct keel_upconn *u)
+{
+    struct keel_worker *w = u->w;
+    u->owner = NULL;
+    ev_io_stop(w->loop, &u->s.wio);
+    ev_io_stop(w->loop, &u->s.rio);
+    ev_timer_stop(w->loop, &u->timer);
+    struct keel_pool *p = NULL;
+    if (!w->draining && u->s.in.len == 0 && u->s.out.len == 0 && !u->s.rd_eof &&
+        u->ccfg->max_idle_per_endpoint > 0)
+        p = pool_find(w, u->load, 1);
+    if (!p || p->n_idle >= u->ccfg->max_idle_per_endpoint) {
+        keel_up_close(u);
+        return;
+    }
+    /* An idle connection keeps no buffers: they go back to the allocator. */
+    keel_buf_free(&u->s.in);
+    keel_buf_free(&u->s.out);
+    u->state = KEEL_UP_IDLE;
+    u->next_idle = p->idle;
+    p->idle = u;
+    p->n_idle++;
+    ev_set_cb(&u->s.rio, on_idle_read);
+    ev_io_start(w->loop, &u->s.rio);
+    ev_set_cb(&u->timer, on_idle_timer);
+    ev_timer_set(&u->timer, u->ccfg->idle_timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &u->timer);
+}
+
+/* A pooled connection may have been closed by the peer since it was parked. */
+static int still_open(int fd)
+{
+    char b[1];
+    ssize_t n = recv(fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+struct keel_upconn *keel_up_get(struct keel_worker *w, const struct keel_endpoint *ep,
+                                const struct keel_cfg_cluster *ccfg, int pooled, int *err)
+{
+    struct keel_pool *p = pooled ? pool_find(w, ep->load, 0) : NULL;
+    while (p && p->idle) {
+        struct keel_upconn *u = p->idle;
+        p->idle = u->next_idle;
+        p->n_idle--;
+        u->next_idle = NULL;
+        ev_io_stop(w->loop, &u->s.rio);
+        ev_timer_stop(w->loop, &u->timer);
+        if (!still_open(u->s.fd)) {
+            u->state = KEEL_UP_ACTIVE; /* not in the pool any more */
+            keel_up_close(u);
+            continue;
+        }
+        u->state = KEEL_UP_ACTIVE;
+        u->reused = 1;
+        u->ccfg = ccfg;
+        return u;
+    }
+
+    struct keel_upconn *u = calloc(1, sizeof(*u));
+    if (!u) {
+        *err = KEEL_ENOMEM;
+        return NULL;
+    }
+    int fd = socket(ep->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        free(u);
+        *err = keel_err_from_errno(errno);
+        return NULL;
+    }
+    keel_sock_setup(fd);
+    u->w = w;
+    u->s.fd = fd;
+    u->ccfg = ccfg;
+    u->load = ep->load;
+    keel_ep_load_ref(u->load);
+    snprintf(u->name, sizeof(u->name), "%s", ep->name);
+    ev_io_init(&u->s.rio, NULL, fd, EV_READ);
+    ev_io_init(&u->s.wio, NULL, fd, EV_WRITE);
+    u->s.rio.data = u->s.wio.data = u;
+    ev_init(&u->timer, NULL);
+    u->timer.data = u;
+    atomic_fetch_add_explicit(&ep->load->connections, 1, memory_order_relaxed);
+    int rc = connect(fd, (const struct sockaddr *)&ep->sa, ep->salen);
+    if (rc == 0) {
+        u->state = KEEL_UP_ACTIVE;
+    } else if (errno == EINPROGRESS) {
+        u->state = KEEL_UP_CONNECTING;
+    } else {
+        *err = keel_err_from_errno(errno);
+        u->state = KEEL_UP_ACTIVE;
+        keel_up_close(u);
+        return NULL;
+    }
+    return u;
+}
+
+void keel_pool_close_all(struct keel_worker *w)
+{
+    for (uint32_t i = 0; i < w->pools_cap; i++) {
+        while (w->pools[i].idle)
+            keel_up_close(w->pools[i].idle);
+    }
+}

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/* Worker threads: one libev loop each, own SO_REUSEPORT listeners, snapshot adoption, drain. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "keel/balancer.h"
+#include "keel/err.h"
+#include "keel/log.h"
+#include "conn.h"
+
+#define ACCEPT_BATCH 64
+
+static void close_listeners(struct keel_worker *w)
+{
+    for (uint32_t i = 0; i < w->n_lsocks; i++) {
+        if (w->lsocks[i].fd < 0)
+            continue;
+        ev_io_stop(w->loop, &w->lsocks[i].io);
+        close(w->lsocks[i].fd);
+        w->lsocks[i].fd = -1;
+    }
+}
+
+static void accept_some(struct keel_worker *w, struct keel_lsock *ls, int limit)
+{
+    struct keel_runtime *rt = w->rt;
+    const struct keel_cfg_listener *l = &rt->cfg->listeners[ls->listener];
+    struct keel_listener_stats *st = &rt->lstats[ls->listener];
+    for (int i = 0; i < limit; i++) {
+        struct sockaddr_storage peer;
+        socklen_t pl = sizeof(peer);
+        int fd = accept4(ls->fd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                KEEL_WARN("listener %s: accept failed: %s", l->name, strerror(errno));
+            return;
+        }
+        if (l->max_connections && atomic_load_explicit(&st->active_conns, memory_order_relaxed) >=
+                                      (int64_t)l->max_connections) {
+            atomic_fetch_add_explicit(&st->rejected, 1, memory_order_relaxed);
+            close(fd);
+            continue;
+        }
+        atomic_fetch_add_explicit(&st->accepted, 1, memory_order_relaxed);
+        keel_sock_setup(fd);
+        if (l->proto == KEEL_LISTEN_TCP)
+            keel_tcp_accept(w, fd, ls->listener, &peer);
+        else
+            keel_http_accept(w, fd, ls->listener, &peer);
+    }
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct keel_lsock *ls = io->data;
+    accept_some(ls->w, ls, ACCEPT_BATCH);
+}
+
+int keel_worker_bind(struct keel_worker *w)
+{
+    const struct keel_cfg *cfg = w->rt->cfg;
+    w->lsocks = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*w->lsocks));
+    if (!w->lsocks)
+        return KEEL_ENOMEM;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct keel_cfg_listener *l = &cfg->listeners[i];
+        struct keel_lsock *ls = &w->lsocks[i];
+        ls->fd = -1;
+        ls->w = w;
+        ls->listener = (uint32_t)i;
+        w->n_lsocks++;
+        int fd = socket(l->addr.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int one = 1;
+        if (fd < 0)
+            goto fail;
+        ls->fd = fd;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+            goto fail;
+        if (l->addr.sa.ss_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) != 0)
+            goto fail;
+        if (listen(fd, 4096) != 0)
+            goto fail;
+        ev_io_init(&ls->io, on_accept, fd, EV_READ);
+        ls->io.data = ls;
+        continue;
+    fail:
+        KEEL_ERROR("listener %s: cannot listen on %s: %s", l->name, l->addr.text, strerror(errno));
+        return KEEL_EIO;
+    }
+    return 0;
+}
+
+static void free_lb_state(struct keel_worker *w)
+{
+    if (!w->lb_state)
+        return;
+    for (uint32_t i = 0; i < w->snap->n_clusters; i++)
+        if (w->lb_state[i])
+            w->snap->clusters[i].lb->state_free(w->lb_state[i]);
+    free(w->lb_state);
+    w->lb_state = NULL;
+}
+
+static void adopt_snapshot(struct keel_worker *w, struct keel_snap *s)
+{
+    /* Snapshots do not change while requests run yet (static configuration only); when
+     * discovery swaps them, in-flight exchanges will need to pin the one they started on. */
+    if (w->snap) {
+        free_lb_state(w);
+        keel_snap_unref(w->snap);
+    }
+    w->snap = s;
+    w->lb_state = calloc(s->n_clusters ? s->n_clusters : 1, sizeof(void *));
+    if (w->lb_state)
+        for (uint32_t i = 0; i < s->n_clusters; i++)
+            w->lb_state[i] = s->clusters[i].lb->state_new(&s->clusters[i]);
+    KEEL_DEBUG("worker %u: adopted snapshot %llu", w->id, (unsigned long long)s->gen);
+}
+
+static void start_drain(struct keel_worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    /* Serve what the kernel already queued for us rather than resetting it. */
+    for (uint32_t i = 0; i < w->n_lsocks; i++)
+        if (w->lsocks[i].fd >= 0)
+            accept_some(w, &w->lsocks[i], 4096);
+    close_listeners(w);
+    keel_http_drain_all(w);
+    keel_pool_close_all(w);
+}
+
+static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct keel_worker *w = a->data;
+    struct keel_snap *s = atomic_exchange(&w->mailbox, NULL);
+    if (s)
+        adopt_snapshot(w, s);
+    int d = atomic_load(&w->rt->draining);
+    if (d >= 1)
+        start_drain(w);
+    if (d >= 2) {
+        while (w->conns)
+            keel_conn_close(w->conns, "drain timeout");
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    struct keel_worker *w = p->data;
+    keel_conn_reap(w);
+    if (w->draining && w->n_conns == 0)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void *worker_main(void *arg)
+{
+    struct keel_worker *w = arg;
+    for (uint32_t i = 0; i < w->n_lsocks; i++)
+        if (w->lsocks[i].fd >= 0)
+            ev_io_start(w->loop, &w->lsocks[i].io);
+    on_wake(w->loop, &w->wake, 0);
+    ev_run(w->loop, 0);
+    while (w->conns)
+        keel_conn_close(w->conns, "shutdown");
+    keel_pool_close_all(w);
+    keel_conn_reap(w);
+    close_listeners(w);
+    free_lb_state(w);
+    atomic_fetch_add(&w->rt->workers_done, 1);
+    ev_async_send(w->rt->control_loop, &w->rt->control_wake);
+    return NULL;
+}
+
+int keel_worker_start(struct keel_worker *w)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+        seed = (uint64_t)keel_now() * 1000003u;
+    w->rng = seed | 1;
+    ev_async_init(&w->wake, on_wake);
+    w->wake.data = w;
+    ev_async_start(w->loop, &w->wake);
+    ev_prepare_init(&w->prep, on_prepare);
+    w->prep.data = w;
+    ev_prepare_start(w->loop, &w->prep);
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        return KEEL_EIO;
+    return 0;
+}
+
+void keel_worker_offer(struct keel_worker *w, struct keel_snap *s)
+{
+    keel_snap_ref(s);
+    struct keel_snap *old = atomic_exchange(&w->mailbox, s);
+    if (old)
+        keel_snap_unref(old);
+    if (w->wake.data) /* started: before that, worker_main reads the mailbox itself */
+        ev_async_send(w->loop, &w->wake);
+}
+
+void keel_worker_drain(struct keel_worker *w)
+{
+    ev_async_send(w->loop, &w->wake);
+}

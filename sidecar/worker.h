@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/* Worker threads, their connections and the process runtime shared with the control thread. */
+#ifndef KEEL_WORKER_H
+#define KEEL_WORKER_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "keel/config.h"
+#include "keel/snap.h"
+#include "keel/http1.h"
+
+/* Growable byte buffer: data[off .. off+len) holds unread bytes. */
+struct keel_buf {
+    char *data;
+    size_t cap;
+    size_t off;
+    size_t len;
+};
+
+#define KEEL_BUF_CHUNK 16384
+#define KEEL_OUT_HIGH_WATER (256 * 1024)
+
+/** Ensures room for n more bytes at the tail (compacts, then grows up to max). @return 0 or
+ *  KEEL_ENOMEM / KEEL_EINVAL (over max). [any] */
+int keel_buf_reserve(struct keel_buf *b, size_t n, size_t max);
+/** Appends bytes, growing as needed. @return 0 or KEEL_ENOMEM. [any] */
+int keel_buf_append(struct keel_buf *b, const void *p, size_t n);
+/** Appends printf-formatted text. @return 0 or KEEL_ENOMEM. [any] */
+int keel_buf_printf(struct keel_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** Drops n bytes from the front. [any] */
+void keel_buf_consume(struct keel_buf *b, size_t n);
+/** Frees the storage. [any] */
+void keel_buf_free(struct keel_buf *b);
+
+/* Per-listener counters shared by all workers. */
+struct keel_listener_stats {
+    _Atomic uint64_t requests[KEEL_STAT_CLASSES];
+    _Atomic int64_t active_conns;
+    _Atomic uint64_t accepted;
+    _Atomic uint64_t rejected; /* over max_connections */
+    _Atomic uint64_t parse_errors;
+};
+
+struct keel_worker;
+struct keel_conn;
+
+/* Process-wide state, built by main before workers start. */
+struct keel_runtime {
+    struct keel_cfg *cfg;
+    struct keel_snap *snap; /* current snapshot (control thread's reference) */
+    struct keel_cluster_stats *cstats;
+    struct keel_listener_stats *lstats;
+    struct keel_worker *workers;
+    uint32_t n_workers;
+    _Atomic int draining;
+    _Atomic uint32_t workers_done;
+    struct ev_loop *control_loop;
+    ev_async control_wake; /* a worker finished draining */
+};
+
+/* One listening socket owned by one worker. */
+struct keel_lsock {
+    ev_io io;
+    int fd;
+    uint32_t listener; /* index into cfg->listeners */
+    struct keel_worker *w;
+};
+
+struct keel_upconn;
+
+/* Per-worker pool of idle upstream connections to one endpoint identity. */
+struct keel_pool {
+    struct keel_ep_load *key; /* NULL: empty slot */
+    struct keel_upconn *idle; /* singly-linked via upconn->next_idle */
+    uint32_t n_idle;
+};
+
+struct keel_worker {
+    uint32_t id;
+    pthread_t thread;
+    struct keel_runtime *rt;
+    struct ev_loop *loop;
+    ev_async wake;
+    ev_prepare prep;
+    _Atomic(struct keel_snap *) mailbox;
+    struct keel_snap *snap;
+    void **lb_state; /* per cluster of snap */
+    struct keel_lsock *lsocks;
+    uint32_t n_lsocks;
+    int draining;
+    struct keel_conn *conns; /* all live downstream connections (doubly linked) */
+    uint32_t n_conns;
+    struct keel_conn *closing; /* freed in the prepare watcher */
+    struct keel_upconn *up_closing;
+    struct keel_pool *pools; /* open-addressed by load id */
+    uint32_t pools_cap;
+    uint64_t next_conn_id;
+    uint64_t rng;
+    ev_tstamp now_cached;
+};
+
+/** Binds every listener for one worker (SO_REUSEPORT). Logs and returns KEEL_EIO on error.
+ *  [control, before start] */
+int keel_worker_bind(struct keel_worker *w);
+/** Starts the worker thread. @return 0 or KEEL_EIO. [control] */
+int keel_worker_start(struct keel_worker *w);
+/** Offers a new snapshot (takes a reference for the worker). [control] */
+void keel_worker_offer(struct keel_worker *w, struct keel_snap *s);
+/** Asks the worker to drain: stop accepting, finish in-flight, exit. [control] */
+void keel_worker_drain(struct keel_worker *w);
+
+/* Internals shared between worker.c, http_proxy.c, tcp_proxy.c, upstream.c. [worker] */
+
+/** Accepted socket on an http listener. */
+void keel_http_accept(struct keel_worker *w, int fd, uint32_t listener,
+                      const struct sockaddr_storage *peer);
+/** Accepted socket on a tcp listener. */
+void keel_tcp_accept(struct keel_worker *w, int fd, uint32_t listener,
+                     const struct sockaddr_storage *peer);
+/** Drain request reached a connection list walk: close what is idle. */
+void keel_http_drain_all(struct keel_worker *w);
+/** Frees the connections queued for closing. */
+void keel_conn_reap(struct keel_worker *w);
+/** Closes every idle pooled upstream connection. */
+void keel_pool_close_all(struct keel_worker *w);
+
+/** Formats a sockaddr as "ip:port" or "[ip]:port". [any] */
+void keel_addr_str(const struct sockaddr_storage *sa, char *out, size_t outlen);
+/** Formats only the IP. [any] */
+void keel_addr_ip(const struct sockaddr_storage *sa, char *out, size_t outlen);
+
+/** Monotonic seconds. [any] */
+double keel_now(void);
+
+/** xorshift64* step. [any] */
+uint64_t keel_rand(uint64_t *state);
+
+#endif

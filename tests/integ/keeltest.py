@@ -1,0 +1,702 @@
+# SPDX-License-Identifier: MIT
+"""Harness for keel's integration tests: processes, configs and raw HTTP on loopback.
+
+A test case derives from KeelTestCase and uses:
+    be = self.start_backend("b1")                 # fake_backend.py, .port/.addr/.log()
+    port, admin = self.free_port(), self.free_port()
+    keel = self.start_keel(keel_yaml(...))        # waits for GET /ready == 200 (10 s)
+    c = self.client(port); r = c.get("/x")        # raw-socket HTTP/1.1 client
+Every process the test starts is stopped by PID in a cleanup (also on failure); when a
+test fails, the tail of keel's stderr is printed. keel must exit 0 on the final SIGTERM
+and its log must hold no sanitizer report, or the test errors.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKE_BACKEND = os.path.join(HERE, "fake_backend.py")
+PYTHON = sys.executable or "/usr/bin/python3"
+sys.path.insert(0, HERE)
+import fake_backend  # noqa: E402  (pattern helpers shared with the backend)
+
+pattern_chunks = fake_backend.pattern_chunks
+pattern_sha256 = fake_backend.pattern_sha256
+
+
+def keel_bin():
+    path = os.environ.get("KEEL_BIN")
+    if not path:
+        path = os.path.join(HERE, "..", "..", "build", "keel")
+    return os.path.abspath(path)
+
+
+def free_port(host="127.0.0.1"):
+    """A port that was free a moment ago (bind to port 0, then release it)."""
+    s = socket.socket()
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
+    """Polls pred() until it returns a true value (returned) or timeout (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# YAML emitter (block style) for generated configs
+# ---------------------------------------------------------------------------
+
+_PLAIN = re.compile(r"[A-Za-z0-9_/.][A-Za-z0-9_./:-]*\Z")
+_RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
+
+
+def _scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    s = str(v)
+    if _PLAIN.match(s) and not re.fullmatch(r"[0-9.]+", s) and s.lower() not in _RESERVED:
+        return s
+    return json.dumps(s)
+
+
+def to_yaml(obj, indent=0):
+    """Block-style YAML for dicts/lists/scalars (enough for keel.yaml)."""
+    pad = " " * indent
+    out = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, (dict, list)) and v:
+                out.append("%s%s:" % (pad, k))
+                out.append(to_yaml(v, indent + 2))
+            elif isinstance(v, (dict, list)):
+                out.append("%s%s: %s" % (pad, k, "{}" if isinstance(v, dict) else "[]"))
+            else:
+                out.append("%s%s: %s" % (pad, k, _scalar(v)))
+    elif isinstance(obj, list):
+        for item in obj:
+            if isinstance(item, (dict, list)) and item:
+                sub = to_yaml(item, indent + 2).split("\n")
+                sub[0] = pad + "- " + sub[0][indent + 2:]
+                out.append("\n".join(sub))
+            else:
+                out.append("%s- %s" % (pad, _scalar(item)))
+    else:
+        out.append(pad + _scalar(obj))
+    return "\n".join(out)
+
+
+def keel_yaml(listeners, clusters, admin_port, workers=2, drain_timeout="10s", extra=None):
+    cfg = {"workers": workers, "drain_timeout": drain_timeout,
+           "admin": {"address": "127.0.0.1:%d" % admin_port},
+           "listeners": listeners, "clusters": clusters}
+    if extra:
+        cfg.update(extra)
+    return to_yaml(cfg) + "\n"
+
+
+def cluster(name, addrs, lb=None, weights=None, timeouts=None):
+    """A cluster dict; addrs are 'host:port' strings or ints (ports on 127.0.0.1)."""
+    eps = []
+    for i, a in enumerate(addrs):
+        ep = {"address": a if isinstance(a, str) else "127.0.0.1:%d" % a}
+        if weights is not None:
+            ep["weight"] = weights[i]
+        eps.append(ep)
+    c = {"name": name}
+    if lb:
+        c["lb"] = lb
+    c["endpoints"] = eps
+    if timeouts:
+        c["timeouts"] = timeouts
+    return c
+
+
+def http_listener(port, routes, name="web", limits=None, timeouts=None):
+    lst = {"name": name, "address": "127.0.0.1:%d" % port, "protocol": "http", "routes": routes}
+    if limits:
+        lst["limits"] = limits
+    if timeouts:
+        lst["timeouts"] = timeouts
+    return lst
+
+
+# ---------------------------------------------------------------------------
+# Raw HTTP/1.1 client
+# ---------------------------------------------------------------------------
+
+class Closed(Exception):
+    """The peer closed the connection (EOF or reset)."""
+
+
+class Response:
+    def __init__(self, version, status, reason, headers, body, raw_head, chunked=False):
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name, value) in order
+        self.body = body        # bytes, or None when streamed into a sink
+        self.raw_head = raw_head
+        self.chunked = chunked
+        self.body_len = 0
+
+    def header(self, name, default=None):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return default
+
+    def header_all(self, name):
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def json(self):
+        return json.loads(self.body.decode())
+
+    def __repr__(self):
+        return "<Response %s %s %r>" % (self.status, self.reason, (self.body or b"")[:200])
+
+
+class Client:
+    """One client TCP connection with a receive buffer and HTTP/1.1 helpers."""
+
+    def __init__(self, port, host="127.0.0.1", source=None, timeout=10.0):
+        self.port = port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self.sock.settimeout(timeout)
+            if source:
+                self.sock.bind((source, 0))
+            self.sock.connect((host, port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.eof = False
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    # -- low-level reads --
+    def _fill(self):
+        if self.eof:
+            raise Closed("connection closed by peer")
+        try:
+            data = self.sock.recv(262144)
+        except ConnectionResetError:
+            self.eof = True
+            raise Closed("connection reset by peer")
+        if not data:
+            self.eof = True
+            raise Closed("connection closed by peer")
+        self.buf += data
+
+    def read_until(self, delim, limit=1 << 20):
+        while True:
+            i = self.buf.find(delim)
+            if i >= 0:
+                out = bytes(self.buf[:i + len(delim)])
+                del self.buf[:i + len(delim)]
+                return out
+            if len(self.buf) > limit:
+                raise AssertionError("no %r within %d bytes" % (delim, limit))
+            self._fill()
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def read_some(self, maxn):
+        if not self.buf:
+            self._fill()
+        n = min(maxn, len(self.buf))
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def read_to_close(self, limit=1 << 26):
+        while True:
+            try:
+                self._fill()
+            except Closed:
+                break
+            if len(self.buf) > limit:
+                raise AssertionError("more than %d bytes before close" % limit)
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+    def wait_closed(self, timeout=5.0):
+        """True if the peer closes within timeout (any unread data is discarded)."""
+        deadline = time.monotonic() + timeout
+        self.buf.clear()
+        while time.monotonic() < deadline:
+            if self.eof:
+                return True
+            r, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                return False
+            try:
+                data = self.sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                self.eof = True
+                return True
+            if not data:
+                self.eof = True
+                return True
+        return self.eof
+
+    # -- HTTP --
+    def request(self, method, target, headers=None, body=b"", host="test.local", version="HTTP/1.1"):
+        """Sends one request. headers: list of (name, value); Host and Content-Length added
+        unless present (Host omitted when host is None)."""
+        headers = list(headers or [])
+        names = {k.lower() for k, _ in headers}
+        if host is not None and "host" not in names:
+            headers.insert(0, ("Host", host))
+        if body and "content-length" not in names and "transfer-encoding" not in names:
+            headers.append(("Content-Length", str(len(body))))
+        self.send(build_request(method, target, headers, body, version))
+
+    def read_response(self, method="GET", sink=None, skip_1xx=True):
+        """Reads one response. HEAD/1xx/204/304: no body. sink(bytes) receives the body
+        instead of Response.body when given."""
+        while True:
+            head = self.read_until(b"\r\n\r\n")
+            resp = parse_response_head(head)
+            if 100 <= resp.status < 200 and resp.status != 101 and skip_1xx:
+                continue
+            break
+        if method == "HEAD" or 100 <= resp.status < 200 or resp.status in (204, 304):
+            resp.body = b"" if sink is None else None
+            return resp
+        parts = [] if sink is None else None
+        total = 0
+
+        def put(data):
+            nonlocal total
+            total += len(data)
+            if sink is None:
+                parts.append(data)
+            else:
+                sink(data)
+
+        te = resp.header("Transfer-Encoding")
+        cl = resp.header("Content-Length")
+        if te is not None and te.lower().split(",")[-1].strip() == "chunked":
+            resp.chunked = True
+            while True:
+                line = self.read_until(b"\r\n", limit=4096)
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.read_until(b"\r\n", limit=65536) != b"\r\n":
+                        pass
+                    break
+                left = size
+                while left:
+                    d = self.read_some(min(left, 262144))
+                    left -= len(d)
+                    put(d)
+                if self.read_exact(2) != b"\r\n":
+                    raise AssertionError("chunk not followed by CRLF")
+        elif cl is not None:
+            left = int(cl)
+            while left:
+                try:
+                    d = self.read_some(min(left, 262144))
+                except Closed:
+                    raise Closed("closed with %d of %s body bytes missing" % (left, cl))
+                left -= len(d)
+                put(d)
+        else:
+            while True:
+                try:
+                    d = self.read_some(262144)
+                except Closed:
+                    break
+                put(d)
+        resp.body_len = total
+        if sink is None:
+            resp.body = b"".join(parts)
+        return resp
+
+    def exchange(self, method, target, headers=None, body=b"", **kw):
+        self.request(method, target, headers, body, **{k: v for k, v in kw.items()
+                                                       if k in ("host", "version")})
+        return self.read_response(method, **{k: v for k, v in kw.items()
+                                             if k in ("sink", "skip_1xx")})
+
+    def get(self, target, headers=None, **kw):
+        return self.exchange("GET", target, headers, **kw)
+
+
+def build_request(method, target, headers, body=b"", version="HTTP/1.1"):
+    lines = ["%s %s %s" % (method, target, version)]
+    lines += ["%s: %s" % (k, v) for k, v in headers]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + (body or b"")
+
+
+def parse_response_head(head):
+    text = head.decode("latin-1")
+    lines = text[:-4].split("\r\n")
+    m = re.match(r"(HTTP/\d\.\d) (\d{3})(?: (.*))?$", lines[0])
+    if not m:
+        raise AssertionError("bad status line: %r" % lines[0])
+    headers = []
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers.append((k, v.strip(" \t")))
+    return Response(m.group(1), int(m.group(2)), m.group(3) or "", headers, None, head)
+
+
+def chunked_body(pieces, trailers=b""):
+    out = b"".join(b"%x\r\n" % len(p) + p + b"\r\n" for p in pieces if p)
+    return out + b"0\r\n" + trailers + b"\r\n"
+
+
+# ---------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------
+
+class BackendProc:
+    def __init__(self, ident, proc, addrs):
+        self.ident = ident
+        self.proc = proc
+        self.addrs = addrs
+        self.ports = [int(a.rsplit(":", 1)[1]) for a in addrs]
+        self.port = self.ports[0]
+        self.addr = addrs[0]
+
+    def _admin(self, path):
+        c = Client(self.port, timeout=5)
+        try:
+            return c.get(path, [("Connection", "close")])
+        finally:
+            c.close()
+
+    def log(self):
+        """Request heads this backend received (not counting /__backend/*)."""
+        return self._admin("/__backend/log").json()
+
+    def reset(self):
+        self._admin("/__backend/reset")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+class KeelProc:
+    def __init__(self, proc, cfg_path, log_path, admin_port):
+        self.proc = proc
+        self.cfg_path = cfg_path
+        self.log_path = log_path
+        self.admin_port = admin_port
+        self.stopped_by_test = False
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, regex, timeout=5.0):
+        rx = re.compile(regex)
+        return wait_for(lambda: rx.search(self.log_text()), timeout, what="log /%s/" % regex)
+
+    def admin(self, path, method="GET"):
+        c = Client(self.admin_port, timeout=5)
+        try:
+            return c.exchange(method, path, [("Connection", "close")], host="127.0.0.1")
+        finally:
+            c.close()
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        """Sends sig (None: none, just wait) and waits; returns the exit code (negative:
+        killed by a signal)."""
+        self.stopped_by_test = True
+        if sig is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError("keel did not exit within %.1fs (signal %s)" % (timeout, sig))
+
+
+SANITIZER_RX = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|"
+                          r"SUMMARY: (Address|Undefined)")
+
+
+class KeelTestCase(unittest.TestCase):
+    """Base class: temp dir, process cleanup, failure diagnostics."""
+
+    maxDiff = 4000
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="keel-integ-")
+        self._procs = []
+        self._clients = []
+        self.keel = None
+        self._keels = []
+        self.addCleanup(self._final_cleanup)
+
+    # -- cleanup ----------------------------------------------------------------
+    def _final_cleanup(self):
+        for c in self._clients:
+            c.close()
+        problems = []
+        for k in self._keels:
+            if k.proc.poll() is None:
+                try:
+                    rc = k.stop(signal.SIGTERM, timeout=15)
+                except AssertionError as e:
+                    problems.append("keel: %s" % e)
+                else:
+                    if rc != 0:
+                        problems.append("keel exited %d on the final SIGTERM" % rc)
+            elif not k.stopped_by_test and k.proc.returncode != 0:
+                problems.append("keel died during the test with exit status %d"
+                                % k.proc.returncode)
+        for p in self._procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+            if p.stdout:
+                p.stdout.close()
+        for k in self._keels:
+            m = SANITIZER_RX.search(k.log_text())
+            if m:
+                problems.append("sanitizer report in keel's log: %s" % m.group(0))
+        failed = self._test_failed()
+        if (failed or problems) and self._keels:
+            for k in self._keels:
+                lines = k.log_text().splitlines()
+                sys.stderr.write("\n----- keel stderr (last 60 of %d lines, %s) -----\n"
+                                 % (len(lines), k.log_path))
+                sys.stderr.write("\n".join(lines[-60:]) + "\n----- end keel stderr -----\n")
+        if not failed and not problems:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        if problems:
+            raise AssertionError("; ".join(problems))
+
+    def _test_failed(self):
+        """True if this test has failed or errored so far (unittest internals, 3.4+)."""
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return False
+        if not getattr(outcome, "success", True):
+            return True
+        for _, exc in getattr(outcome, "errors", []) or []:  # Python <= 3.10
+            if exc is not None:
+                return True
+        result = getattr(outcome, "result", None)
+        for t, _ in (getattr(result, "failures", []) or []) + (getattr(result, "errors", []) or []):
+            if t is self or getattr(t, "test_case", None) is self:
+                return True
+        return False
+
+    # -- helpers ------------------------------------------------------------------
+    def free_port(self):
+        return free_port()
+
+    def client(self, port, source=None, timeout=10.0):
+        c = Client(port, source=source, timeout=timeout)
+        self._clients.append(c)
+        return c
+
+    def start_backend(self, ident, mode="http", greet=False, nports=1):
+        cmd = [PYTHON, FAKE_BACKEND, "--id", ident, "--mode", mode]
+        for _ in range(nports):
+            cmd += ["--port", "0"]
+        if greet:
+            cmd.append("--greet")
+        errf = open(os.path.join(self.tmp, "backend-%s.log" % ident), "wb")
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
+        errf.close()
+        self._procs.append(p)
+        r, _, _ = select.select([p.stdout], [], [], 10)
+        line = p.stdout.readline().decode() if r else ""
+        if not line.startswith("ready "):
+            p.kill()
+            raise AssertionError("fake backend %s did not start: %r" % (ident, line))
+        return BackendProc(ident, p, line.split()[1:])
+
+    def start_keel(self, config_text, name="keel", wait_ready=True, admin_port=None):
+        """Writes the config and starts keel; waits until GET /ready returns 200 (10 s)."""
+        cfg = os.path.join(self.tmp, name + ".yaml")
+        with open(cfg, "w") as f:
+            f.write(config_text)
+        if admin_port is None:
+            m = re.search(r"admin:\s*\n?\s*\{?\s*address:\s*\"?[0-9.]+:(\d+)", config_text)
+            admin_port = int(m.group(1)) if m else None
+        log_path = os.path.join(self.tmp, name + ".log")
+        logf = open(log_path, "wb")
+        binary = keel_bin()
+        if not os.access(binary, os.X_OK):
+            raise unittest.SkipTest("keel binary not found at %s (set KEEL_BIN)" % binary)
+        p = subprocess.Popen([binary, "-c", cfg], stdout=logf, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+        logf.close()
+        k = KeelProc(p, cfg, log_path, admin_port)
+        self._keels.append(k)
+        self.keel = k
+        if wait_ready:
+            self.wait_ready(k)
+        return k
+
+    def wait_ready(self, k, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if k.proc.poll() is not None:
+                raise AssertionError("keel exited with %d during start-up:\n%s"
+                                     % (k.proc.returncode, k.log_text()[-3000:]))
+            try:
+                r = k.admin("/ready")
+                if r.status == 200:
+                    return
+                last = "status %d" % r.status
+            except (OSError, Closed, AssertionError) as e:
+                last = repr(e)
+            time.sleep(0.05)
+        raise AssertionError("keel not ready within %.0fs (last: %s)" % (timeout, last))
+
+    def run_threads(self, fn, args_list, timeout=60.0):
+        """Runs fn(*args) in parallel threads; returns results in order; re-raises errors."""
+        results = [None] * len(args_list)
+        errors = []
+
+        def work(i, args):
+            try:
+                results[i] = fn(*args)
+            except BaseException as e:  # noqa: B902 - reported below
+                errors.append((i, e))
+
+        ts = [threading.Thread(target=work, args=(i, a), daemon=True)
+              for i, a in enumerate(args_list)]
+        for t in ts:
+            t.start()
+        deadline = time.monotonic() + timeout
+        for t in ts:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in ts):
+            raise AssertionError("threads still running after %.0fs" % timeout)
+        if errors:
+            raise errors[0][1]
+        return results
+
+
+def one_request(port, method, target, headers=None, body=b"", source=None, timeout=10.0, **kw):
+    """A fresh connection, one request with Connection: close, the response (or Closed)."""
+    c = Client(port, source=source, timeout=timeout)
+    try:
+        hdrs = list(headers or []) + [("Connection", "close")]
+        return c.exchange(method, target, hdrs, body, **kw)
+    finally:
+        c.close()
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def keel_is_sanitized():
+    """True when the keel binary was built with ASan (memory numbers are meaningless)."""
+    try:
+        with open(keel_bin(), "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------
+# WebSocket (RFC 6455) client helpers
+# ---------------------------------------------------------------------------
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_accept(key):
+    return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+
+
+def ws_handshake(client, path="/ws", host="test.local", extra=None):
+    """Sends the upgrade request; returns (response, key)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    hdrs = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13")] + list(extra or [])
+    client.request("GET", path, hdrs, host=host)
+    return client.read_response("GET"), key
+
+
+def ws_send(client, opcode, payload, fin=True):
+    """Sends one masked client frame."""
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        ln = bytes([0x80 | n])
+    elif n < 65536:
+        ln = bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        ln = bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    client.send(bytes([(0x80 if fin else 0) | opcode]) + ln + mask + masked)
+
+
+def ws_recv(client):
+    """Reads one frame; returns (fin, opcode, payload). Server frames must be unmasked."""
+    b0, b1 = client.read_exact(2)
+    if b1 & 0x80:
+        raise AssertionError("server frame is masked")
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(client.read_exact(2), "big")
+    elif n == 127:
+        n = int.from_bytes(client.read_exact(8), "big")
+    return bool(b0 & 0x80), b0 & 0x0F, client.read_exact(n)

@@ -1,0 +1,769 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests for the keel.yaml loader (sidecar/config.c). */
+#include "keel/config.h"
+#include "keel/err.h"
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(void);
+
+static int load(const char *yaml, struct keel_cfg **cfg, struct keel_cfg_errors *e)
+{
+    return keel_config_load_buf("t.yaml", yaml, strlen(yaml), cfg, e);
+}
+
+static void dump_errors(const struct keel_cfg_errors *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        fprintf(stderr, "    | %s\n", e->msgs[i]);
+}
+
+static int addr_is_v4(const struct keel_cfg_addr *a, const char *ip, uint16_t port)
+{
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->sa;
+    struct in_addr want;
+    if (inet_pton(AF_INET, ip, &want) != 1)
+        return 0;
+    return a->salen == sizeof(*sin) && sin->sin_family == AF_INET &&
+           sin->sin_addr.s_addr == want.s_addr && ntohs(sin->sin_port) == port;
+}
+
+static int addr_is_v6(const struct keel_cfg_addr *a, const char *ip, uint16_t port)
+{
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->sa;
+    struct in6_addr want;
+    if (inet_pton(AF_INET6, ip, &want) != 1)
+        return 0;
+    return a->salen == sizeof(*sin6) && sin6->sin6_family == AF_INET6 &&
+           !memcmp(&sin6->sin6_addr, &want, sizeof(want)) && ntohs(sin6->sin6_port) == port;
+}
+
+static int starts_with(const char *s, const char *prefix)
+{
+    return !strncmp(s, prefix, strlen(prefix));
+}
+
+static int streq(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+static const char full_yaml[] = "workers: 4\n"
+                                "log_level: debug\n"
+                                "access_log: off\n"
+                                "drain_timeout: 30s\n"
+                                "admin:\n"
+                                "  address: \"[::1]:9902\"\n"
+                                "  enabled: yes\n"
+                                "listeners:\n"
+                                "  - name: web\n"
+                                "    address: 0.0.0.0:8080\n"
+                                "    protocol: http\n"
+                                "    routes:\n"
+                                "      - match:\n"
+                                "          host: API.Example.com\n"
+                                "          path_prefix: /api/\n"
+                                "          headers: [{name: X-Canary, value: \"1\"}, "
+                                "{name: X-Debug}]\n"
+                                "          cookies: [{name: canary, value: \"yes\"}]\n"
+                                "        cluster: api\n"
+                                "      - match: {path: /exact, host: \"*.example.org\"}\n"
+                                "        cluster: api\n"
+                                "      - cluster: static\n"
+                                "    limits:\n"
+                                "      max_request_line: 4KiB\n"
+                                "      max_header_size: 32k\n"
+                                "      max_headers: 50\n"
+                                "      max_body_size: 0\n"
+                                "      max_connections: 500\n"
+                                "    timeouts:\n"
+                                "      header: 5s\n"
+                                "      keepalive: 30s\n"
+                                "      idle: 2m\n"
+                                "  - name: db\n"
+                                "    address: localhost:5432\n"
+                                "    protocol: tcp\n"
+                                "    cluster: pg\n"
+                                "  - name: default\n"
+                                "    address: \"[::]:8081\"\n"
+                                "    routes: [{cluster: static}]\n"
+                                "clusters:\n"
+                                "  - name: api\n"
+                                "    lb: round_robin\n"
+                                "    endpoints:\n"
+                                "      - address: 127.0.0.1:9001\n"
+                                "        weight: 2\n"
+                                "      - 127.0.0.1:9002\n"
+                                "      - {address: \"[::1]:9003\", weight: 0}\n"
+                                "    timeouts: {connect: 250ms, response: 1h, idle: 45s}\n"
+                                "    max_idle_per_endpoint: 8\n"
+                                "  - name: static\n"
+                                "    endpoints: [localhost:9100]\n"
+                                "  - name: pg\n"
+                                "    lb: ip_hash\n"
+                                "    endpoints: [10.0.0.5:5432]\n";
+
+static void test_full(void)
+{
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    int rc = load(full_yaml, &cfg, &e);
+    if (!CHECKF(rc == 0 && cfg && e.n == 0, "rc %d", rc)) {
+        dump_errors(&e);
+        keel_config_errors_free(&e);
+        return;
+    }
+    CHECK(streq(cfg->file, "t.yaml"));
+    CHECK(cfg->workers == 4);
+    CHECK(cfg->log_level == 3);
+    CHECK(cfg->access_log == 0);
+    CHECK(cfg->drain_timeout_ms == 30000);
+    CHECK(cfg->admin_enabled == 1);
+    CHECK(streq(cfg->admin.text, "[::1]:9902"));
+    CHECK(addr_is_v6(&cfg->admin, "::1", 9902));
+
+    CHECK(cfg->n_listeners == 3);
+    CHECK(cfg->n_clusters == 3);
+    if (cfg->n_listeners != 3 || cfg->n_clusters != 3)
+        goto out;
+
+    const struct keel_cfg_listener *web = &cfg->listeners[0];
+    CHECK(streq(web->name, "web"));
+    CHECK(streq(web->addr.text, "0.0.0.0:8080"));
+    CHECK(addr_is_v4(&web->addr, "0.0.0.0", 8080));
+    CHECK(web->proto == KEEL_LISTEN_HTTP);
+    CHECK(web->cluster == NULL && web->cluster_idx == -1);
+    CHECK(web->max_request_line == 4096);
+    CHECK(web->max_header_size == 32768);
+    CHECK(web->max_headers == 50);
+    CHECK(web->max_body_size == 0);
+    CHECK(web->max_connections == 500);
+    CHECK(web->header_timeout_ms == 5000);
+    CHECK(web->keepalive_timeout_ms == 30000);
+    CHECK(web->idle_timeout_ms == 120000);
+    CHECK(web->n_routes == 3);
+    if (web->n_routes == 3) {
+        const struct keel_cfg_route *r = web->routes;
+        CHECK(streq(r[0].match.host, "api.example.com")); /* lowered: matched case-insensitively */
+        CHECK(streq(r[0].match.path_prefix, "/api/"));
+        CHECK(r[0].match.path == NULL);
+        CHECK(r[0].match.n_headers == 2);
+        if (r[0].match.n_headers == 2) {
+            CHECK(streq(r[0].match.headers[0].name, "X-Canary"));
+            CHECK(streq(r[0].match.headers[0].value, "1"));
+            CHECK(streq(r[0].match.headers[1].name, "X-Debug"));
+            CHECK(r[0].match.headers[1].value == NULL);
+        }
+        CHECK(r[0].match.n_cookies == 1);
+        if (r[0].match.n_cookies == 1) {
+            CHECK(streq(r[0].match.cookies[0].name, "canary"));
+            CHECK(streq(r[0].match.cookies[0].value, "yes"));
+        }
+        CHECK(streq(r[0].cluster, "api") && r[0].cluster_idx == 0);
+        CHECK(r[0].line == 13);
+        CHECK(streq(r[1].match.path, "/exact"));
+        CHECK(streq(r[1].match.host, "*.example.org"));
+        CHECK(r[1].match.path_prefix == NULL && r[1].match.n_headers == 0);
+        CHECK(r[1].cluster_idx == 0 && r[1].line == 19);
+        CHECK(r[2].match.host == NULL && r[2].match.path == NULL &&
+              r[2].match.path_prefix == NULL && r[2].match.n_headers == 0 &&
+              r[2].match.n_cookies == 0);
+        CHECK(streq(r[2].cluster, "static") && r[2].cluster_idx == 1 && r[2].line == 21);
+    }
+
+    const struct keel_cfg_listener *db = &cfg->listeners[1];
+    CHECK(streq(db->name, "db"));
+    CHECK(streq(db->addr.text, "localhost:5432"));
+    CHECK(addr_is_v4(&db->addr, "127.0.0.1", 5432));
+    CHECK(db->proto == KEEL_LISTEN_TCP);
+    CHECK(streq(db->cluster, "pg") && db->cluster_idx == 2);
+    CHECK(db->n_routes == 0 && db->routes == NULL);
+    CHECK(db->idle_timeout_ms == 3600000); /* tcp default */
+    CHECK(db->header_timeout_ms == 10000);
+
+    const struct keel_cfg_listener *def = &cfg->listeners[2];
+    CHECK(addr_is_v6(&def->addr, "::", 8081));
+    CHECK(def->proto == KEEL_LISTEN_HTTP);
+    CHECK(def->max_request_line == 8192);
+    CHECK(def->max_header_size == 65536);
+    CHECK(def->max_headers == 100);
+    CHECK(def->max_body_size == (uint64_t)1 << 30);
+    CHECK(def->max_connections == 10000);
+    CHECK(def->header_timeout_ms == 10000);
+    CHECK(def->keepalive_timeout_ms == 60000);
+    CHECK(def->idle_timeout_ms == 60000); /* http default */
+    CHECK(def->n_routes == 1 && def->routes[0].cluster_idx == 1);
+
+    const struct keel_cfg_cluster *api = &cfg->clusters[0];
+    CHECK(streq(api->name, "api"));
+    CHECK(api->lb == KEEL_LB_ROUND_ROBIN);
+    CHECK(api->n_endpoints == 3);
+    if (api->n_endpoints == 3) {
+        CHECK(streq(api->endpoints[0].addr.text, "127.0.0.1:9001"));
+        CHECK(addr_is_v4(&api->endpoints[0].addr, "127.0.0.1", 9001));
+        CHECK(api->endpoints[0].weight == 2);
+        CHECK(addr_is_v4(&api->endpoints[1].addr, "127.0.0.1", 9002));
+        CHECK(api->endpoints[1].weight == 1);
+        CHECK(addr_is_v6(&api->endpoints[2].addr, "::1", 9003));
+        CHECK(api->endpoints[2].weight == 0);
+    }
+    CHECK(api->connect_timeout_ms == 250);
+    CHECK(api->response_timeout_ms == 3600000);
+    CHECK(api->idle_timeout_ms == 45000);
+    CHECK(api->max_idle_per_endpoint == 8);
+
+    const struct keel_cfg_cluster *st = &cfg->clusters[1];
+    CHECK(streq(st->name, "static"));
+    CHECK(st->lb == KEEL_LB_WEIGHTED_LEAST_CONN);
+    CHECK(st->n_endpoints == 1 && addr_is_v4(&st->endpoints[0].addr, "127.0.0.1", 9100));
+    CHECK(st->n_endpoints == 1 && st->endpoints[0].weight == 1);
+    CHECK(st->connect_timeout_ms == 5000);
+    CHECK(st->response_timeout_ms == 60000);
+    CHECK(st->idle_timeout_ms == 60000);
+    CHECK(st->max_idle_per_endpoint == 64);
+    CHECK(cfg->clusters[2].lb == KEEL_LB_IP_HASH);
+    CHECK(addr_is_v4(&cfg->clusters[2].endpoints[0].addr, "10.0.0.5", 5432));
+out:
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+}
+
+#define MIN_LISTENERS                                                                              \
+    "listeners:\n  - name: web\n    address: 127.0.0.1:8080\n    routes: [{cluster: api}]\n"
+#define MIN_CLUSTERS "clusters:\n  - name: api\n    endpoints: [127.0.0.1:9001]\n"
+
+static void test_defaults(void)
+{
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    int rc = load(MIN_LISTENERS MIN_CLUSTERS, &cfg, &e);
+    if (!CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        dump_errors(&e);
+        keel_config_errors_free(&e);
+        return;
+    }
+    CHECK(cfg->workers == 0);
+    CHECK(cfg->log_level == 2);
+    CHECK(cfg->access_log == 1);
+    CHECK(cfg->drain_timeout_ms == 15000);
+    CHECK(cfg->admin_enabled == 1);
+    CHECK(streq(cfg->admin.text, "127.0.0.1:9901"));
+    CHECK(addr_is_v4(&cfg->admin, "127.0.0.1", 9901));
+    CHECK(cfg->n_listeners == 1 && cfg->listeners[0].routes[0].cluster_idx == 0);
+    keel_config_free(cfg);
+
+    /* admin disabled: text NULL means off */
+    rc = load("admin: {enabled: false}\n" MIN_LISTENERS MIN_CLUSTERS, &cfg, &e);
+    CHECK(rc == 0 && cfg);
+    if (cfg) {
+        CHECK(cfg->admin_enabled == 0);
+        CHECK(cfg->admin.text == NULL);
+    }
+    keel_config_free(cfg);
+
+    /* Aliases of scalars are fine. */
+    rc = load("clusters:\n  - name: &c api\n    endpoints: [127.0.0.1:9001]\n"
+              "listeners:\n  - name: web\n    address: 127.0.0.1:8080\n"
+              "    routes: [{cluster: *c}]\n",
+              &cfg, &e);
+    CHECKF(rc == 0, "rc %d", rc);
+    dump_errors(&e);
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+}
+
+struct bad_case {
+    const char *yaml;
+    const char *pos;   /* "line:column" of the (first) error */
+    const char *words; /* '|'-separated substrings that the message must contain */
+    size_t nerr;       /* expected number of errors */
+};
+
+#define L4 MIN_LISTENERS
+#define C3 MIN_CLUSTERS
+#define WEB "listeners:\n  - name: web\n    address: 127.0.0.1:8080\n"
+
+static const struct bad_case bad_cases[] = {
+    {"workers: 0\n" L4 C3, "1:10", "workers: |out of range|1..256", 1},
+    {"workers: abc\n" L4 C3, "1:10", "workers: |expected an integer|\"abc\"", 1},
+    {"workers: \"4\"\n" L4 C3, "1:10", "workers: |expected an integer|quoted", 1},
+    {"workers: [4]\n" L4 C3, "1:10", "workers: |expected an integer|found a sequence", 1},
+    {"log_level: verbose\n" L4 C3, "1:12",
+     "log_level: |unknown log level \"verbose\"|error, warn, info, debug", 1},
+    {"access_log: maybe\n" L4 C3, "1:13", "access_log: |expected a boolean|\"maybe\"", 1},
+    {"drain_timeout: 5x\n" L4 C3, "1:16", "drain_timeout: |invalid duration \"5x\"|ms, s, m or h",
+     1},
+    {"drain_timeout: -5s\n" L4 C3, "1:16", "drain_timeout: |invalid duration \"-5s\"", 1},
+    {"drain_timeout: 1200h\n" L4 C3, "1:16", "drain_timeout: |\"1200h\" is too large", 1},
+    {"tiemouts: 5\n" L4 C3, "1:1", "tiemouts: |unknown key \"tiemouts\"|expected one of workers",
+     1},
+    {"workers: 2\nworkers: 3\n" L4 C3, "2:1", "workers: |duplicate key \"workers\"|line 1", 1},
+    {"admin: [1]\n" L4 C3, "1:8", "admin: |expected a mapping|found a sequence", 1},
+    {"admin: {address: 127.0.0.1}\n" L4 C3, "1:18", "admin.address: |missing port", 1},
+    {"admin: {enabled: 2}\n" L4 C3, "1:18", "admin.enabled: |expected a boolean", 1},
+    {C3, "1:1", "listeners: |missing required key \"listeners\"", 1},
+    {"listeners: []\n" C3, "1:12", "listeners: |at least one listener", 1},
+    {"", "1:1", "(top level): |empty configuration", 1},
+    {"# only a comment\n", "1:1", "(top level): |empty configuration", 1},
+    {"- a\n- b\n", "1:1", "(top level): |expected a mapping|found a sequence", 1},
+    {"listeners:\n  - address: 127.0.0.1:8080\n    routes: [{cluster: api}]\n" C3, "2:5",
+     "listeners[0].name: |missing required key \"name\"", 1},
+    {"listeners:\n  - {name: web, address: 127.0.0.1:8080, routes: [{cluster: api}]}\n"
+     "  - {name: web, address: 127.0.0.1:8081, routes: [{cluster: api}]}\n" C3,
+     "3:12", "listeners[1].name: |duplicate listener name \"web\"|listeners[0]", 1},
+    {"listeners:\n  - {name: web, address: 127.0.0.1:8080, routes: [{cluster: api}]}\n"
+     "  - {name: web2, address: 127.0.0.1:8080, routes: [{cluster: api}]}\n" C3,
+     "3:27", "listeners[1].address: |duplicate listener address \"127.0.0.1:8080\"", 1},
+    {"listeners:\n  - {name: a, address: \"[::1]:80\", routes: [{cluster: api}]}\n"
+     "  - {name: b, address: \"[0:0::1]:80\", routes: [{cluster: api}]}\n" C3,
+     "3:24", "listeners[1].address: |duplicate listener address", 1},
+    {WEB "    routes: [{cluster: apx}]\n" C3, "4:24",
+     "listeners[0].routes[0].cluster: |unknown cluster \"apx\"|defined clusters: api", 1},
+    {"listeners:\n  - name: db\n    address: 127.0.0.1:5432\n    protocol: tcp\n"
+     "    cluster: api\n    routes: [{cluster: api}]\n" C3,
+     "6:13", "listeners[0].routes: |only for http listeners", 1},
+    {"listeners:\n  - name: db\n    address: 127.0.0.1:5432\n    protocol: tcp\n" C3, "2:5",
+     "listeners[0].cluster: |missing required key \"cluster\"|tcp", 1},
+    {L4 "    cluster: api\n" C3, "5:14",
+     "listeners[0].cluster: |only for tcp listeners|route without match", 1},
+    {WEB "    protocol: udp\n    routes: [{cluster: api}]\n" C3, "4:15",
+     "listeners[0].protocol: |unknown protocol \"udp\"|http, tcp", 1},
+    {WEB C3, "2:5", "listeners[0].routes: |missing required key \"routes\"", 1},
+    {"listeners:\n  - name: web\n    address: 127.0.0.1:0\n    routes: [{cluster: api}]\n" C3,
+     "3:14", "listeners[0].address: |bad port \"0\"|1..65535", 1},
+    {"listeners:\n  - name: web\n    address: 127.0.0.1:70000\n    routes: [{cluster: api}]\n" C3,
+     "3:14", "listeners[0].address: |bad port \"70000\"", 1},
+    {"listeners:\n  - name: web\n    address: \"::1:80\"\n    routes: [{cluster: api}]\n" C3,
+     "3:14", "listeners[0].address: |needs brackets", 1},
+    {"listeners:\n  - name: web\n    address: backend.internal:80\n"
+     "    routes: [{cluster: api}]\n" C3,
+     "3:14",
+     "listeners[0].address: |cannot resolve \"backend.internal\" (name resolution "
+     "disabled)",
+     1},
+    {"listeners:\n  - name: web\n    address: \"bad host:80\"\n    routes: [{cluster: api}]\n" C3,
+     "3:14", "listeners[0].address: |neither an IPv4 address nor a host name", 1},
+    {"listeners:\n  - name: web\n    address: 127.0.0.256:80\n    routes: [{cluster: api}]\n" C3,
+     "3:14", "listeners[0].address: |\"127.0.0.256\" is not a valid IPv4 address", 1},
+    {"listeners:\n  - name: web\n    address: \"[::g]:80\"\n    routes: [{cluster: api}]\n" C3,
+     "3:14", "listeners[0].address: |not a numeric IPv6 address", 1},
+    {L4 "clusters:\n  - name: api\n    lb: fastest\n    endpoints: [127.0.0.1:9001]\n", "7:9",
+     "t.yaml:7:9: clusters[0].lb: unknown policy \"fastest\" (expected one of "
+     "weighted_least_conn, least_conn, round_robin, weighted_round_robin, ip_hash, random)",
+     1},
+    {L4 "clusters:\n  - name: api\n    endpoints: []\n", "7:16",
+     "clusters[0].endpoints: |at least one endpoint", 1},
+    {L4 "clusters:\n  - name: api\n", "6:5", "clusters[0].endpoints: |missing required key", 1},
+    {L4 "clusters:\n  - name: api\n    endpoints: [{address: 127.0.0.1:1, weight: 10001}]\n",
+     "7:48", "clusters[0].endpoints[0].weight: |\"10001\" is out of range|0..10000", 1},
+    {L4 "clusters:\n  - name: api\n    endpoints: [{weight: 2}]\n", "7:17",
+     "clusters[0].endpoints[0].address: |missing required key \"address\"", 1},
+    {L4 "clusters:\n  - name: api\n    endpoints: [[1]]\n", "7:17",
+     "clusters[0].endpoints[0]: |expected an endpoint|found a sequence", 1},
+    {L4 "clusters:\n  - name: api\n    endpoints: [127.0.0.1:1, 127.0.0.1:1]\n", "7:30",
+     "clusters[0].endpoints[1]: |duplicate endpoint \"127.0.0.1:1\"", 1},
+    {L4 C3 "    timeouts: {connect: 0s}\n", "8:25",
+     "clusters[0].timeouts.connect: |too short|minimum 1ms", 1},
+    {L4 C3 "    timeouts: {conect: 1s}\n", "8:16",
+     "clusters[0].timeouts.conect: |unknown key \"conect\"|connect, response, idle", 1},
+    {L4 C3 "    max_idle_per_endpoint: 100001\n", "8:28",
+     "clusters[0].max_idle_per_endpoint: |out of range|0..100000", 1},
+    {L4 C3 "  - name: api\n    endpoints: [127.0.0.1:9002]\n", "8:11",
+     "clusters[1].name: |duplicate cluster name \"api\"|clusters[0]", 1},
+    {L4 C3 "  - name: \"my cluster\"\n    endpoints: [127.0.0.1:9002]\n", "8:11",
+     "clusters[1].name: |invalid name \"my cluster\"", 1},
+    {L4 C3 "  - name:\n    endpoints: [127.0.0.1:9002]\n", "8:10",
+     "clusters[1].name: |expected a name, found null", 1},
+    {L4 "    limits: {max_body_size: 1TiB}\n" C3, "5:29",
+     "listeners[0].limits.max_body_size: |invalid size \"1TiB\"|KiB", 1},
+    {L4 "    limits: {max_header_size: 99999999999999999999999}\n" C3, "5:31",
+     "listeners[0].limits.max_header_size: |out of range", 1},
+    {L4 "    limits: {max_request_line: 2MiB}\n" C3, "5:32",
+     "listeners[0].limits.max_request_line: |\"2MiB\" is out of range|16..1048576", 1},
+    {L4 "    limits: {max_header: 10}\n" C3, "5:14",
+     "listeners[0].limits.max_header: |unknown key|max_headers", 1},
+    {L4 "    timeouts: {header: 1.5s}\n" C3, "5:24",
+     "listeners[0].timeouts.header: |invalid duration \"1.5s\"", 1},
+    {WEB "    routes: [{match: {path: /a, path_prefix: /b}, cluster: api}]\n" C3, "4:29",
+     "listeners[0].routes[0].match.path: |mutually exclusive", 1},
+    {WEB "    routes: [{match: {path_prefix: api}, cluster: api}]\n" C3, "4:36",
+     "listeners[0].routes[0].match.path_prefix: |invalid path \"api\"|'/'", 1},
+    {WEB "    routes: [{match: {hots: a.com}, cluster: api}]\n" C3, "4:23",
+     "listeners[0].routes[0].match.hots: |unknown key \"hots\"|host, path_prefix", 1},
+    {WEB "    routes: [{match: {host: \"api.*.com\"}, cluster: api}]\n" C3, "4:29",
+     "listeners[0].routes[0].match.host: |invalid host \"api.*.com\"", 1},
+    {WEB "    routes: [{match: {headers: [{value: x}]}, cluster: api}]\n" C3, "4:33",
+     "listeners[0].routes[0].match.headers[0].name: |missing required key \"name\"", 1},
+    {WEB "    routes: [{match: {cookies: [{name: \"a b\"}]}, cluster: api}]\n" C3, "4:40",
+     "listeners[0].routes[0].match.cookies[0].name: |invalid cookie name \"a b\"", 1},
+    {WEB "    routes: [{match: {path: /x}}]\n" C3, "4:14",
+     "listeners[0].routes[0].cluster: |missing required key \"cluster\"", 1},
+    {WEB "    routes: [{cluster: api}, {cluster: {name: api}}]\n" C3, "4:40",
+     "listeners[0].routes[1].cluster: |expected a cluster name, found a mapping", 1},
+    {"workers: !!int 4\n" L4 C3, "1:10", "workers: |YAML tags are not supported", 1},
+    {"admin: !custom {enabled: true}\n" L4 C3, "1:8", "admin: |YAML tags are not supported|!custom",
+     1},
+    {L4 "clusters:\n  - &c {name: api, endpoints: [127.0.0.1:9001]}\n  - *c\n", "6:5",
+     "clusters[1]: |used again through a YAML alias", 1},
+    {"listeners: &a [*a]\n" C3, "1:12", "listeners[0]: |expected a mapping|found a sequence", 1},
+    {"x: &a {y: *a}\n" L4 C3, "1:1", "x: |unknown key \"x\"", 1},
+    {L4 C3 "---\nworkers: 2\n", "9:1", "(top level): |more than one YAML document", 1},
+    {"? [a]\n: 1\n" L4 C3, "1:3", "(top level): |expected a key (a string)|found a sequence", 1},
+    {"workers: \"\\x00\"\n" L4 C3, "1:10", "workers: |NUL byte", 1},
+    {"a: b: c\n", "1:5", "t.yaml:1:5: yaml: mapping values are not allowed in this context", 1},
+    {"listeners: [a, b\n", "2:1", "yaml: did not find expected ',' or ']'", 1},
+    {"workers: 1\nx: \xc3\x28\n", "2:5", "yaml: invalid trailing UTF-8 octet", 1},
+    {"x: \xff\n", "1:4", "yaml: invalid leading UTF-8 octet (byte 0xff)", 1},
+};
+
+static int contains_all(const char *msg, const char *words)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", words);
+    for (char *save = NULL, *w = strtok_r(buf, "|", &save); w; w = strtok_r(NULL, "|", &save))
+        if (!strstr(msg, w))
+            return 0;
+    return 1;
+}
+
+static void test_bad_table(void)
+{
+    size_t n = sizeof(bad_cases) / sizeof(bad_cases[0]);
+    CHECK(n >= 30);
+    for (size_t i = 0; i < n; i++) {
+        const struct bad_case *bc = &bad_cases[i];
+        struct keel_cfg *cfg = (struct keel_cfg *)1;
+        struct keel_cfg_errors e;
+        int rc = load(bc->yaml, &cfg, &e);
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), "t.yaml:%s: ", bc->pos);
+        CHECKF(rc == KEEL_ECONFIG, "case %zu: rc %d", i, rc);
+        CHECKF(cfg == NULL, "case %zu: cfg not NULL on error", i);
+        int ok = CHECKF(e.n == bc->nerr, "case %zu: %zu errors, expected %zu", i, e.n, bc->nerr);
+        if (e.n >= 1) {
+            ok &= CHECKF(!strncmp(e.msgs[0], prefix, strlen(prefix)),
+                         "case %zu: want prefix %s, got: %s", i, prefix, e.msgs[0]);
+            ok &= CHECKF(contains_all(e.msgs[0], bc->words), "case %zu: want [%s], got: %s", i,
+                         bc->words, e.msgs[0]);
+        }
+        if (!ok || getenv("KEEL_TEST_VERBOSE"))
+            dump_errors(&e);
+        keel_config_errors_free(&e);
+        CHECK(e.n == 0 && e.msgs == NULL);
+    }
+}
+
+static void test_all_errors_reported(void)
+{
+    struct keel_cfg *cfg;
+    struct keel_cfg_errors e;
+    int rc = load("workers: 0\n" WEB "    routes: [{cluster: nope}]\n"
+                  "clusters:\n  - name: api\n    lb: fastest\n    endpoints: [127.0.0.1:9001]\n",
+                  &cfg, &e);
+    CHECK(rc == KEEL_ECONFIG && cfg == NULL);
+    if (CHECKF(e.n == 3, "%zu errors", e.n)) {
+        /* In file order, although clusters are validated before listeners. */
+        CHECKF(starts_with(e.msgs[0], "t.yaml:1:10: workers: "), "%s", e.msgs[0]);
+        CHECKF(starts_with(e.msgs[1], "t.yaml:5:24: listeners[0].routes[0].cluster: "), "%s",
+               e.msgs[1]);
+        CHECKF(strstr(e.msgs[1], "unknown cluster \"nope\""), "%s", e.msgs[1]);
+        CHECKF(starts_with(e.msgs[2], "t.yaml:8:9: clusters[0].lb: unknown policy"), "%s",
+               e.msgs[2]);
+    } else {
+        dump_errors(&e);
+    }
+    keel_config_errors_free(&e);
+}
+
+/* Loads `drain_timeout: <v>`; returns the rc and stores the value. */
+static int duration_of(const char *v, uint32_t *ms)
+{
+    char yaml[512];
+    struct keel_cfg *cfg;
+    struct keel_cfg_errors e;
+    snprintf(yaml, sizeof(yaml), "drain_timeout: %s\n" L4 C3, v);
+    int rc = load(yaml, &cfg, &e);
+    if (rc == 0)
+        *ms = cfg->drain_timeout_ms;
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+    return rc;
+}
+
+static int size_of(const char *v, uint64_t *bytes)
+{
+    char yaml[512];
+    struct keel_cfg *cfg;
+    struct keel_cfg_errors e;
+    snprintf(yaml, sizeof(yaml), L4 "    limits: {max_body_size: %s}\n" C3, v);
+    int rc = load(yaml, &cfg, &e);
+    if (rc == 0)
+        *bytes = cfg->listeners[0].max_body_size;
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+    return rc;
+}
+
+static void test_durations(void)
+{
+    static const struct {
+        const char *in;
+        uint32_t ms;
+    } good[] = {
+        {"250ms", 250},
+        {"5s", 5000},
+        {"2m", 120000},
+        {"1h", 3600000},
+        {"15", 15000},
+        {"0", 0},
+        {"0ms", 0},
+        {"\"5s\"", 5000},
+        {"4294967295ms", 4294967295u},
+        {"4294967s", 4294967000u},
+        {"71582m", 4294920000u},
+        {"1193h", 4294800000u},
+        {"007s", 7000},
+    };
+    static const char *const bad[] = {
+        "4294967296ms", "4294968s", "71583m", "1194h", "99999999999999999999999s",
+        "1.5s",         "s",        "5 s",    "-1",    "5S",
+        "5sec",         "1d",       "\"\"",   "5s5",   "0x10",
+        "[5s]",         "~",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint32_t ms = 1;
+        int rc = duration_of(good[i].in, &ms);
+        CHECKF(rc == 0 && ms == good[i].ms, "%s: rc %d ms %u", good[i].in, rc, ms);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint32_t ms = 0;
+        CHECKF(duration_of(bad[i], &ms) == KEEL_ECONFIG, "%s accepted as %u", bad[i], ms);
+    }
+}
+
+static void test_sizes(void)
+{
+    static const struct {
+        const char *in;
+        uint64_t bytes;
+    } good[] = {
+        {"0", 0},
+        {"1", 1},
+        {"1k", 1024},
+        {"1K", 1024},
+        {"1KB", 1024},
+        {"3KiB", 3072},
+        {"2m", 2u << 20},
+        {"2M", 2u << 20},
+        {"2MB", 2u << 20},
+        {"2MiB", 2u << 20},
+        {"1g", 1u << 30},
+        {"1G", 1u << 30},
+        {"1GB", 1u << 30},
+        {"5GiB", (uint64_t)5 << 30},
+        {"\"8KiB\"", 8192},
+        {"17179869183GiB", ((uint64_t)17179869183u) << 30},
+        {"18446744073709551615", UINT64_MAX},
+    };
+    static const char *const bad[] = {
+        "17179869184GiB",
+        "18446744073709551616",
+        "1kb",
+        "1 KiB",
+        "1TiB",
+        "-1",
+        "1.5M",
+        "KiB",
+        "1Ki",
+        "1B",
+        "{}",
+        "\"\"",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        uint64_t b = 7;
+        int rc = size_of(good[i].in, &b);
+        CHECKF(rc == 0 && b == good[i].bytes, "%s: rc %d bytes %llu", good[i].in, rc,
+               (unsigned long long)b);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t b = 0;
+        CHECKF(size_of(bad[i], &b) == KEEL_ECONFIG, "%s accepted as %llu", bad[i],
+               (unsigned long long)b);
+    }
+}
+
+static void test_booleans(void)
+{
+    static const char *const yes[] = {"true", "True", "yes", "on", "ON"};
+    static const char *const no[] = {"false", "no", "off", "Off"};
+    static const char *const bad[] = {"1", "y", "\"true\"", "enabled"};
+    char yaml[512];
+    struct keel_cfg *cfg;
+    struct keel_cfg_errors e;
+    for (int pass = 0; pass < 3; pass++) {
+        const char *const *list = pass == 0 ? yes : pass == 1 ? no : bad;
+        size_t n = pass == 0 ? 5 : 4;
+        for (size_t i = 0; i < n; i++) {
+            snprintf(yaml, sizeof(yaml), "access_log: %s\n" L4 C3, list[i]);
+            int rc = load(yaml, &cfg, &e);
+            if (pass < 2)
+                CHECKF(rc == 0 && cfg->access_log == (pass == 0), "%s", list[i]);
+            else
+                CHECKF(rc == KEEL_ECONFIG, "%s accepted", list[i]);
+            keel_config_free(cfg);
+            keel_config_errors_free(&e);
+        }
+    }
+}
+
+static void test_lb_names(void)
+{
+    CHECK(streq(keel_config_lb_name(KEEL_LB_WEIGHTED_LEAST_CONN), "weighted_least_conn"));
+    CHECK(streq(keel_config_lb_name(KEEL_LB_LEAST_CONN), "least_conn"));
+    CHECK(streq(keel_config_lb_name(KEEL_LB_ROUND_ROBIN), "round_robin"));
+    CHECK(streq(keel_config_lb_name(KEEL_LB_WEIGHTED_ROUND_ROBIN), "weighted_round_robin"));
+    CHECK(streq(keel_config_lb_name(KEEL_LB_IP_HASH), "ip_hash"));
+    CHECK(streq(keel_config_lb_name(KEEL_LB_RANDOM), "random"));
+    CHECK(streq(keel_config_lb_name(KEEL_LB__COUNT), "unknown"));
+    /* Every name round-trips through the loader. */
+    for (int p = 0; p < KEEL_LB__COUNT; p++) {
+        char yaml[512];
+        struct keel_cfg *cfg;
+        struct keel_cfg_errors e;
+        snprintf(yaml, sizeof(yaml), L4 C3 "    lb: %s\n", keel_config_lb_name(p));
+        int rc = load(yaml, &cfg, &e);
+        CHECKF(rc == 0 && (int)cfg->clusters[0].lb == p, "%s", keel_config_lb_name(p));
+        keel_config_free(cfg);
+        keel_config_errors_free(&e);
+    }
+}
+
+static void test_many_errors_bounded(void)
+{
+    /* 3000 unknown keys: the list is capped and ends with a notice. */
+    size_t cap = 3000 * 16 + 256;
+    char *yaml = malloc(cap);
+    size_t o = 0;
+    for (int i = 0; i < 3000; i++)
+        o += (size_t)snprintf(yaml + o, cap - o, "k%d: 1\n", i);
+    struct keel_cfg *cfg;
+    struct keel_cfg_errors e;
+    int rc = keel_config_load_buf("t.yaml", yaml, o, &cfg, &e);
+    CHECK(rc == KEEL_ECONFIG);
+    CHECKF(e.n == 1000, "%zu", e.n);
+    if (e.n == 1000) {
+        CHECKF(strstr(e.msgs[0], "t.yaml:1:1: k0: unknown key") == e.msgs[0], "%s", e.msgs[0]);
+        CHECKF(strstr(e.msgs[999], "too many errors"), "%s", e.msgs[999]);
+    }
+    keel_config_errors_free(&e);
+    free(yaml);
+}
+
+static void test_file(void)
+{
+    char path[] = "/tmp/keel_test_config_XXXXXX";
+    int fd = mkstemp(path);
+    if (!CHECK(fd >= 0))
+        return;
+    const char *yaml = "workers: 3\n" L4 C3;
+    CHECK(write(fd, yaml, strlen(yaml)) == (ssize_t)strlen(yaml));
+    close(fd);
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    int rc = keel_config_load_file(path, &cfg, &e);
+    CHECKF(rc == 0 && cfg && e.n == 0, "rc %d", rc);
+    if (cfg) {
+        CHECK(streq(cfg->file, path));
+        CHECK(cfg->workers == 3);
+        CHECK(cfg->n_listeners == 1 && cfg->n_clusters == 1);
+    }
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+
+    /* Errors in a file carry its path. */
+    FILE *f = fopen(path, "w");
+    if (CHECK(f != NULL)) {
+        fputs("workers: 999\n" L4 C3, f);
+        fclose(f);
+    }
+    rc = keel_config_load_file(path, &cfg, &e);
+    char want[128];
+    snprintf(want, sizeof(want), "%s:1:10: workers: ", path);
+    CHECK(rc == KEEL_ECONFIG && cfg == NULL);
+    CHECKF(e.n == 1 && !strncmp(e.msgs[0], want, strlen(want)), "%s", e.n ? e.msgs[0] : "-");
+    keel_config_errors_free(&e);
+    unlink(path);
+
+    rc = keel_config_load_file("/nonexistent/keel.yaml", &cfg, &e);
+    CHECK(rc == KEEL_ECONFIG && cfg == NULL);
+    CHECKF(e.n == 1 && streq(e.msgs[0], "/nonexistent/keel.yaml: cannot read: No such file or "
+                                        "directory"),
+           "%s", e.n ? e.msgs[0] : "-");
+    keel_config_errors_free(&e);
+
+    rc = keel_config_load_file("/tmp", &cfg, &e);
+    CHECK(rc == KEEL_ECONFIG && cfg == NULL);
+    CHECKF(e.n == 1 && strstr(e.msgs[0], "/tmp: cannot read: "), "%s", e.n ? e.msgs[0] : "-");
+    keel_config_errors_free(&e);
+}
+
+/* deploy/keel.example.yaml documents every key: it must stay valid. */
+static void test_example_file(void)
+{
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    int rc = keel_config_load_file("../../deploy/keel.example.yaml", &cfg, &e);
+    if (!CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        dump_errors(&e);
+        keel_config_errors_free(&e);
+        return;
+    }
+    CHECK(cfg->workers == 2 && cfg->n_listeners == 2 && cfg->n_clusters == 4);
+    CHECK(cfg->listeners[0].n_routes == 5);
+    CHECK(cfg->listeners[1].proto == KEEL_LISTEN_TCP && cfg->listeners[1].cluster_idx == 3);
+    CHECK(cfg->listeners[1].max_connections == 500);
+    CHECK(cfg->clusters[0].n_endpoints == 3 && cfg->clusters[0].endpoints[0].weight == 2);
+    CHECK(cfg->clusters[3].connect_timeout_ms == 2000);
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+}
+
+static void test_localhost_without_dns(void)
+{
+    /* localhost never needs a lookup, whatever the switch says. */
+    keel_config_resolve_names = 1;
+    struct keel_cfg *cfg;
+    struct keel_cfg_errors e;
+    int rc = load("listeners:\n  - name: web\n    address: LocalHost:80\n"
+                  "    routes: [{cluster: api}]\n" C3,
+                  &cfg, &e);
+    CHECK(rc == 0 && addr_is_v4(&cfg->listeners[0].addr, "127.0.0.1", 80));
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+    keel_config_resolve_names = 0;
+}
+
+int main(void)
+{
+    keel_config_resolve_names = 0; /* never send DNS queries from tests */
+    test_full();
+    test_defaults();
+    test_bad_table();
+    test_all_errors_reported();
+    test_durations();
+    test_sizes();
+    test_booleans();
+    test_lb_names();
+    test_many_errors_bounded();
+    test_file();
+    test_example_file();
+    test_localhost_without_dns();
+    return TEST_SUMMARY("test_config");
+}
