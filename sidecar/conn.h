@@ -106,7 +106,9 @@ struct keel_conn {
     int minor;              /* client's HTTP minor version of the current request */
     unsigned keepalive : 1; /* client connection may carry another request */
     unsigned is_tcp : 1;
-    unsigned drain : 1; /* close after the current exchange */
+    unsigned drain : 1;      /* close after the current exchange */
+    unsigned in_process : 1; /* parse_requests() is on the stack */
+    uint32_t served;         /* exchanges completed on this connection */
 };
 
 #endif

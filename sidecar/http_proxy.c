@@ -285,11 +285,8 @@ void keel_conn_close(struct keel_conn *c, const char *why)
     struct keel_worker *w = c->w;
     if (c->state == KEEL_CS_CLOSED)
         return;
-    if (c->t.start) {
-        if (c->t.status == 0)
-            c->t.status = 0; /* no response: counted as class "none" */
-        keel_txn_finish(c);
-    }
+    if (c->t.start)
+        keel_txn_finish(c); /* status 0 (no response) is counted as class "none" */
     KEEL_DEBUG("conn=%llu closed in state %s: %s", (unsigned long long)c->id,
                keel_conn_state_str(c->state), why);
     detach_up(c, 0);
@@ -345,6 +342,19 @@ static int req_framing_complete(const struct keel_txn *t)
     return 1;
 }
 
+/* The exchange is over and the connection stays: wait for (or parse) the next request. The
+ * parse loop in client_process() picks up pipelined requests; calling it from inside that
+ * loop would recurse once per buffered request. */
+static void next_request(struct keel_conn *c)
+{
+    txn_reset(c);
+    c->state = KEEL_CS_IDLE;
+    c->served++;
+    client_timer(c, c->lcfg->keepalive_timeout_ms / 1000.0);
+    if (!c->in_process)
+        client_process(c);
+}
+
 /* Answers the current request with a keel-generated response. */
 static void send_error(struct keel_conn *c, int status, const char *reason, int close)
 {
@@ -384,9 +394,7 @@ static void send_error(struct keel_conn *c, int status, const char *reason, int 
     }
     keel_txn_finish(c);
     detach_up(c, 0);
-    txn_reset(c);
-    c->state = KEEL_CS_IDLE;
-    client_process(c);
+    next_request(c);
 }
 
 static void finish_exchange(struct keel_conn *c)
@@ -401,9 +409,7 @@ static void finish_exchange(struct keel_conn *c)
         close_after_flush(c);
         return;
     }
-    txn_reset(c);
-    c->state = KEEL_CS_IDLE;
-    client_process(c);
+    next_request(c);
 }
 
 /* ---- io watcher control ------------------------------------------------------------------ */
@@ -587,7 +593,8 @@ static void start_request(struct keel_conn *c, struct keel_http1_request *req, s
     t->req_remaining = req->content_length > 0 ? (uint64_t)req->content_length : 0;
     keel_http1_chunked_init(&t->req_chunk);
     c->state = KEEL_CS_PROXY;
-    client_timer(c, 0);
+    /* While a body is expected, a client that stops sending is bounded by the idle timeout. */
+    client_timer(c, req_framing_complete(t) ? 0 : l->idle_timeout_ms / 1000.0);
 
     if (l->max_body_size && req->content_length > 0 &&
         (uint64_t)req->content_length > l->max_body_size) {
@@ -684,28 +691,27 @@ static void flush_request(struct keel_conn *c)
     }
 }
 
-static void client_process(struct keel_conn *c)
+/* Parses and starts requests while complete ones are buffered (pipelining). Returns once a
+ * request went upstream (the exchange goes on from I/O events), when more bytes are needed,
+ * or when the client should read its responses first. */
+static void parse_requests(struct keel_conn *c)
 {
     struct keel_worker *w = c->w;
-    switch (c->state) {
-    case KEEL_CS_IDLE:
-    case KEEL_CS_HEAD: {
+    c->in_process = 1;
+    while (c->state == KEEL_CS_IDLE || c->state == KEEL_CS_HEAD) {
+        if (c->s.out.len >= KEEL_OUT_HIGH_WATER)
+            break; /* on_client_write() resumes once the client has read */
         if (c->s.in.len == 0) {
             if (c->s.rd_eof) {
                 keel_conn_close(c, "client closed");
-                return;
+                break;
             }
-            if (c->state == KEEL_CS_HEAD || c->drain || w->draining) {
-                if (c->drain || w->draining) {
-                    close_after_flush(c);
-                    return;
-                }
+            if ((c->drain || w->draining) && c->served > 0) {
+                close_after_flush(c);
+                break;
             }
             c->state = KEEL_CS_IDLE;
-            if (!ev_is_active(&c->timer))
-                client_timer(c, c->lcfg->keepalive_timeout_ms / 1000.0);
-            update_io(c);
-            return;
+            break;
         }
         if (c->state == KEEL_CS_IDLE) {
             c->state = KEEL_CS_HEAD;
@@ -723,12 +729,9 @@ static void client_process(struct keel_conn *c)
         ssize_t n =
             keel_http1_parse_request(c->s.in.data + c->s.in.off, c->s.in.len, &req, &lim, &eoff);
         if (n == KEEL_EAGAIN) {
-            if (c->s.rd_eof) {
+            if (c->s.rd_eof)
                 keel_conn_close(c, "client closed mid-request");
-                return;
-            }
-            update_io(c);
-            return;
+            break;
         }
         if (n < 0) {
             atomic_fetch_add_explicit(&w->rt->lstats[c->listener].parse_errors, 1,
@@ -737,14 +740,24 @@ static void client_process(struct keel_conn *c)
             KEEL_INFO("conn=%llu client=%s: rejected request (%s at byte %zu): %d",
                       (unsigned long long)c->id, c->peer_ip, keel_strerror((int)n), eoff, st);
             c->keepalive = 0;
-            c->t.req_done = 1;
             client_timer(c, 0);
             send_error(c, st, keel_strerror((int)n), 1);
-            return;
+            break;
         }
         start_request(c, &req, (size_t)n);
-        return;
     }
+    c->in_process = 0;
+    if (c->state != KEEL_CS_CLOSED)
+        update_io(c);
+}
+
+static void client_process(struct keel_conn *c)
+{
+    switch (c->state) {
+    case KEEL_CS_IDLE:
+    case KEEL_CS_HEAD:
+        parse_requests(c);
+        return;
     case KEEL_CS_PROXY:
         flush_request(c);
         if (c->state == KEEL_CS_PROXY)
@@ -1176,9 +1189,12 @@ static void on_client_read(struct ev_loop *loop, ev_io *io, int revents)
         keel_conn_close(c, "client read error");
         return;
     }
-    if (n == 0 && c->state == KEEL_CS_PROXY && !c->t.req_done && !req_framing_complete(&c->t)) {
-        keel_conn_close(c, "client closed mid-request");
-        return;
+    if (c->state == KEEL_CS_PROXY && !req_framing_complete(&c->t)) {
+        if (n == 0) {
+            keel_conn_close(c, "client closed mid-request");
+            return;
+        }
+        client_timer(c, c->lcfg->idle_timeout_ms / 1000.0);
     }
     client_process(c);
 }
@@ -1195,6 +1211,11 @@ static void on_client_write(struct ev_loop *loop, ev_io *io, int revents)
     ssize_t n = keel_sock_flush(&c->s, NULL, 0);
     if (n < 0) {
         keel_conn_close(c, "client write failed");
+        return;
+    }
+    if ((c->state == KEEL_CS_IDLE || c->state == KEEL_CS_HEAD) && c->s.in.len > 0 &&
+        c->s.out.len < KEEL_OUT_HIGH_WATER) {
+        client_process(c); /* pipelined requests waited for the client to read */
         return;
     }
     if (c->state == KEEL_CS_CLOSING && c->s.out.len == 0) {
@@ -1219,6 +1240,18 @@ static void on_client_timer(struct ev_loop *loop, ev_timer *tm, int revents)
         return;
     case KEEL_CS_TUNNEL:
         keel_conn_close(c, "idle timeout");
+        return;
+    case KEEL_CS_PROXY:
+        if (req_framing_complete(&c->t))
+            return; /* the body arrived; the upstream timers watch the rest */
+        if (!ev_is_active(&c->s.rio)) {
+            /* keel stopped reading (upstream backpressure): not the client's stall. */
+            client_timer(c, c->lcfg->idle_timeout_ms / 1000.0);
+            return;
+        }
+        KEEL_INFO("conn=%llu client=%s: request body stalled", (unsigned long long)c->id,
+                  c->peer_ip);
+        send_error(c, 408, "request body not received in time", 1);
         return;
     default:
         keel_conn_close(c, c->state == KEEL_CS_IDLE ? "keep-alive timeout" : "linger timeout");
@@ -1276,7 +1309,10 @@ void keel_http_drain_all(struct keel_worker *w)
     while (c) {
         struct keel_conn *next = c->next;
         c->drain = 1;
-        if (c->state == KEEL_CS_IDLE && c->s.in.len == 0 && !c->is_tcp)
+        c->keepalive = 0; /* responses still to come say Connection: close */
+        /* A connection that never sent a request may have one in flight: let it come (the
+         * header timeout and drain_timeout bound the wait). */
+        if (c->state == KEEL_CS_IDLE && c->s.in.len == 0 && !c->is_tcp && c->served > 0)
             close_after_flush(c);
         c = next;
     }
