@@ -32,16 +32,16 @@ for port in 8080 8081 9901 9001 9002 9003 9004 9005; do
     fi
 done
 
-start_backend() { # id port mode
-    /usr/bin/python3 tests/integ/fake_backend.py --id "$1" --port "$2" --mode "$3" \
+start_backend() { # id port mode [--greet]
+    /usr/bin/python3 tests/integ/fake_backend.py --id "$1" --port "$2" --mode "$3" ${4:-} \
         >"$RUN/$1.out" 2>"$RUN/$1.err" &
     PIDS+=($!)
 }
 start_backend api-1 9001 http
 start_backend api-2 9002 http
 start_backend static-1 9003 http
-start_backend tcp-1 9004 tcp-echo
-start_backend tcp-2 9005 tcp-echo
+start_backend tcp-1 9004 tcp-echo --greet
+start_backend tcp-2 9005 tcp-echo --greet
 for id in api-1 api-2 static-1 tcp-1 tcp-2; do
     for _ in $(seq 50); do
         grep -q ready "$RUN/$id.out" 2>/dev/null && break
@@ -61,8 +61,8 @@ done
 echo
 echo "== requests through keel (http://127.0.0.1:8080)"
 for i in 1 2 3 4; do
-    # Four concurrent slow requests: least-connections spreads them by weight (1:3).
-    curl -s -o /dev/null -D - "http://127.0.0.1:8080/api/users?sleep=1&i=$i" \
+    # Four requests at once: weighted least-connections spreads them by weight (1:3).
+    curl -s -o /dev/null -D - "http://127.0.0.1:8080/api/users?i=$i" \
         | tr -d '\r' | awk -v i="$i" '/^HTTP/{s=$2} /^X-Backend-Id/{b=$2} END{printf "GET /api/users #%s -> %s from %s\n", i, s, b}' &
 done
 wait_for_curls() { for j in $(jobs -p); do case " ${PIDS[*]} " in *" $j "*) ;; *) wait "$j" || true;; esac; done; }
@@ -78,7 +78,14 @@ import socket, sys
 s = socket.create_connection(("127.0.0.1", 8081), timeout=5)
 s.sendall(b"ping %s\n" % sys.argv[1].encode())
 s.shutdown(socket.SHUT_WR)
-print(s.recv(100).decode().strip())' "$i")
+data = b""
+while True:
+    d = s.recv(100)
+    if not d:
+        break
+    data += d
+greet, _, echo = data.decode().partition("\n")
+print("%s from %s" % (echo.strip(), greet))' "$i")
     echo "tcp connection #$i echoed: $reply"
 done
 echo
@@ -88,7 +95,8 @@ import json, sys
 for c in json.load(sys.stdin)["clusters"]:
     for e in c["endpoints"]:
         n = sum(e["requests"].values())
-        print(f"{c[\"name\"]:9} {e[\"address\"]:16} weight={e[\"weight\"]} state={e[\"state\"]} requests={n}")'
+        print("%-9s %-16s weight=%s state=%s requests=%d"
+              % (c["name"], e["address"], e["weight"], e["state"], n))'
 
 if [ -t 0 ] && [ -t 1 ]; then
     echo

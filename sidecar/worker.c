@@ -110,6 +110,23 @@ static void free_lb_state(struct keel_worker *w)
     w->lb_state = NULL;
 }
 
+/* Every worker starts its rotation at a different place: with fresh per-worker state, the
+ * first request on each worker would otherwise go to the same endpoint (connections are spread
+ * over workers by the kernel, so a few sequential requests would all hit endpoint 0). */
+static void spread_start(struct keel_worker *w, const struct keel_cluster *cl, void *st)
+{
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < cl->n_eps; i++)
+        if (keel_ep_eligible(&cl->eps[i]))
+            total += cl->eps[i].weight;
+    if (total > 4096)
+        total = 4096;
+    uint64_t k = total * w->id / (w->rt->n_workers ? w->rt->n_workers : 1);
+    struct keel_lb_req none = {0, NULL, 0};
+    for (uint64_t i = 0; i < k; i++)
+        cl->lb->pick(cl, st, &none);
+}
+
 static void adopt_snapshot(struct keel_worker *w, struct keel_snap *s)
 {
     /* Snapshots do not change while requests run yet (static configuration only); when
@@ -121,8 +138,11 @@ static void adopt_snapshot(struct keel_worker *w, struct keel_snap *s)
     w->snap = s;
     w->lb_state = calloc(s->n_clusters ? s->n_clusters : 1, sizeof(void *));
     if (w->lb_state)
-        for (uint32_t i = 0; i < s->n_clusters; i++)
+        for (uint32_t i = 0; i < s->n_clusters; i++) {
             w->lb_state[i] = s->clusters[i].lb->state_new(&s->clusters[i]);
+            if (w->lb_state[i])
+                spread_start(w, &s->clusters[i], w->lb_state[i]);
+        }
     KEEL_DEBUG("worker %u: adopted snapshot %llu", w->id, (unsigned long long)s->gen);
 }
 
