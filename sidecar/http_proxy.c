@@ -469,17 +469,18 @@ static int build_up_head(struct keel_conn *c, const struct keel_http1_request *r
     struct keel_buf *b = &t->head;
     struct conn_tokens ct;
     collect_conn_tokens(req->headers, req->num_headers, &ct);
-    int absolute = req->target[0] != '/' && req->target[0] != '*' && rr->path >= req->target &&
-                   rr->path < req->target + req->target_len && rr->path != req->target;
-    const char *target = req->target;
-    size_t target_len = req->target_len;
+    int absolute = rr->absolute;
+    int rc;
     if (absolute) {
-        /* Origin servers are only required to accept origin-form. */
-        target = rr->path;
-        target_len = (size_t)(req->target + req->target_len - rr->path);
+        /* Origin servers are only required to accept origin-form: "http://h/p?q" -> "/p?q",
+         * "http://h?q" -> "/?q". */
+        const char *slash = rr->rest_len && rr->rest[0] == '/' ? "" : "/";
+        rc = keel_buf_printf(b, "%.*s %s%.*s HTTP/1.1\r\n", (int)req->method_len, req->method,
+                             slash, (int)rr->rest_len, rr->rest ? rr->rest : "");
+    } else {
+        rc = keel_buf_printf(b, "%.*s %.*s HTTP/1.1\r\n", (int)req->method_len, req->method,
+                             (int)req->target_len, req->target);
     }
-    int rc = keel_buf_printf(b, "%.*s %.*s HTTP/1.1\r\n", (int)req->method_len, req->method,
-                             (int)target_len, target);
     const struct keel_http1_header *xff[8];
     int n_xff = 0, have_xfh = 0, have_rid = 0;
     for (size_t i = 0; i < req->num_headers && rc == 0; i++) {

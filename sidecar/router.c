@@ -25,6 +25,9 @@ void keel_router_prepare(struct keel_route_req *rr, const struct keel_http1_requ
     size_t tl = req->target_len;
     rr->host = NULL;
     rr->host_len = 0;
+    rr->absolute = 0;
+    rr->rest = NULL;
+    rr->rest_len = 0;
     if (req->host_index >= 0) {
         rr->host = req->headers[req->host_index].value;
         rr->host_len = req->headers[req->host_index].value_len;
@@ -39,6 +42,9 @@ void keel_router_prepare(struct keel_route_req *rr, const struct keel_http1_requ
             p++;
         rr->host = auth;
         rr->host_len = (size_t)(p - auth);
+        rr->absolute = 1;
+        rr->rest = p;
+        rr->rest_len = (size_t)(end - p);
         t = p;
         tl = (size_t)(end - p);
         if (tl == 0 || *t != '/') {

@@ -15,6 +15,9 @@ struct keel_route_req {
     size_t path_len;
     const struct keel_http1_header *headers;
     size_t n_headers;
+    int absolute;     /* the target was absolute-form (scheme://authority...) */
+    const char *rest; /* absolute-form: what follows the authority ("/p?q", "?q" or "") */
+    size_t rest_len;
 };
 
 /**
