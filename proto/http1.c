@@ -156,6 +156,53 @@ static size_t min_sz(size_t a, size_t b)
     return a < b ? a : b;
 }
 
+/* Eight bytes at a time (SWAR): true when no byte of x is a CTL (< 0x20) or DEL. Exact for the
+ * whole word; HTAB also fails it, and the byte loop then decides. */
+static int word_is_value(uint64_t x)
+{
+    uint64_t lt = (x - 0x2020202020202020ull) & ~x & 0x8080808080808080ull;
+    uint64_t d = x ^ 0x7f7f7f7f7f7f7f7full;
+    uint64_t del = (d - 0x0101010101010101ull) & ~d & 0x8080808080808080ull;
+    return (lt | del) == 0;
+}
+
+/* True when every byte of x is visible ASCII (0x21..0x7e). */
+static int word_is_target(uint64_t x)
+{
+    uint64_t lt = (x - 0x2121212121212121ull) & ~x & 0x8080808080808080ull;
+    uint64_t d = x ^ 0x7f7f7f7f7f7f7f7full;
+    uint64_t del = (d - 0x0101010101010101ull) & ~d & 0x8080808080808080ull;
+    return ((x & 0x8080808080808080ull) | lt | del) == 0;
+}
+
+static size_t skip_value(const char *b, size_t p, size_t e)
+{
+    uint64_t x;
+    while (e - p >= 8) {
+        memcpy(&x, b + p, 8);
+        if (!word_is_value(x))
+            break;
+        p += 8;
+    }
+    while (p < e && (cls[(uint8_t)b[p]] & C_VALUE))
+        p++;
+    return p;
+}
+
+static size_t skip_target(const char *b, size_t p, size_t e)
+{
+    uint64_t x;
+    while (e - p >= 8) {
+        memcpy(&x, b + p, 8);
+        if (!word_is_target(x))
+            break;
+        p += 8;
+    }
+    while (p < e && (cls[(uint8_t)b[p]] & C_TARGET))
+        p++;
+    return p;
+}
+
 /* Case-insensitive compare of n bytes against a lowercase literal. */
 static int ieq(const char *s, const char *low, size_t n)
 {
@@ -340,8 +387,7 @@ static ssize_t parse_fields(const char *b, size_t len, size_t pos, size_t max_he
         while (p < e && is_ows(b[p]))
             p++;
         size_t vs = p;
-        while (p < e && (cls[(uint8_t)b[p]] & C_VALUE))
-            p++;
+        p = skip_value(b, p, e);
         if (p >= e)
             return starve(len, max_head, KEEL_EHDRTOOLARGE, err_off);
         size_t ve = p;
@@ -502,8 +548,7 @@ ssize_t keel_http1_parse_request(const char *buf, size_t len, struct keel_http1_
     p++;
 
     size_t ts = p;
-    while (p < e && (cls[(uint8_t)b[p]] & C_TARGET))
-        p++;
+    p = skip_target(b, p, e);
     if (p >= e)
         return starve(len, lp, lerr, err_off);
     if (p == ts || b[p] != ' ')
@@ -601,8 +646,7 @@ ssize_t keel_http1_parse_response(const char *buf, size_t len, struct keel_http1
     if (b[p] == ' ') {
         p++;
         rs = p;
-        while (p < e && (cls[(uint8_t)b[p]] & C_VALUE))
-            p++;
+        p = skip_value(b, p, e);
         if (p >= e)
             return starve(len, lp, KEEL_EHDRTOOLARGE, err_off);
         re = p;

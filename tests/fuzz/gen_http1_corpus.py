@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 # Writes the seed corpora for the fuzz_http1_* targets (valid messages, smuggling cases, edges).
+# Files named found_* in the corpora were added from libFuzzer runs (-merge=1) and are kept.
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))

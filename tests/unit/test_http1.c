@@ -847,6 +847,71 @@ static void test_req_pipelined(void)
     CHECK(keel_http1_request_body(&rq) == KEEL_H1_BODY_NONE);
 }
 
+/* Long values and targets go through an 8-bytes-at-a-time scan: put one bad byte at every
+ * position of values/targets of many lengths and check it is still found. */
+static void test_scan_positions(void)
+{
+    static const char bad_value[] = {0x00, 0x01, 0x08, 0x0b, 0x1f, 0x7f, '\r'};
+    static const char bad_target[] = {0x00, 0x09,       0x20 /* SP ends it early */,
+                                      0x7f, (char)0x80, (char)0xff};
+    struct keel_http1_header hdrs[MAXH];
+    struct keel_http1_request rq;
+    char buf[256];
+    int ok = 1;
+    for (size_t vl = 1; vl <= 40 && ok; vl++) {
+        char v[64];
+        for (size_t i = 0; i < vl; i++)
+            v[i] = (char)(i % 3 == 0 ? '\t' : i % 3 == 1 ? 'a' + (int)i % 26 : 0x80 + (int)i);
+        v[0] = 'x';
+        v[vl - 1] = 'y';
+        int n =
+            snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\nX: %.*s\r\n\r\n", (int)vl, v);
+        ssize_t r = parse_req(buf, (size_t)n, &rq, hdrs, MAXH, NULL, NULL);
+        ok = CHECKF(r == n && rq.num_headers == 2 && rq.headers[1].value_len == vl &&
+                        memcmp(rq.headers[1].value, v, vl) == 0,
+                    "good value length %zu: r=%zd", vl, r);
+        for (size_t pos = 0; pos < vl && ok; pos++) {
+            for (size_t k = 0; k < sizeof(bad_value) && ok; k++) {
+                char w[64];
+                memcpy(w, v, vl);
+                w[pos] = bad_value[k];
+                n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\nX: a");
+                memcpy(buf + n, w, vl);
+                n += (int)vl;
+                n += snprintf(buf + n, sizeof(buf) - (size_t)n, "b\r\n\r\n");
+                size_t off = 0;
+                r = parse_req(buf, (size_t)n, &rq, hdrs, MAXH, NULL, &off);
+                ok = CHECKF(r == KEEL_EBADMSG, "bad value byte 0x%02x at %zu of %zu: r=%zd",
+                            (unsigned)(uint8_t)bad_value[k], pos, vl, r);
+            }
+        }
+    }
+    for (size_t tl = 1; tl <= 40 && ok; tl++) {
+        char t[64];
+        t[0] = '/';
+        for (size_t i = 1; i < tl; i++)
+            t[i] = (char)(0x21 + (i * 7) % 94);
+        int n = snprintf(buf, sizeof(buf), "GET %.*s HTTP/1.1\r\nHost: h\r\n\r\n", (int)tl, t);
+        ssize_t r = parse_req(buf, (size_t)n, &rq, hdrs, MAXH, NULL, NULL);
+        ok = CHECKF(r == n && rq.target_len == tl && memcmp(rq.target, t, tl) == 0,
+                    "good target length %zu: r=%zd", tl, r);
+        for (size_t pos = 1; pos < tl && ok; pos++) {
+            for (size_t k = 0; k < sizeof(bad_target) && ok; k++) {
+                char w[64];
+                memcpy(w, t, tl);
+                w[pos] = bad_target[k];
+                n = snprintf(buf, sizeof(buf), "GET ");
+                memcpy(buf + n, w, tl);
+                n += (int)tl;
+                n += snprintf(buf + n, sizeof(buf) - (size_t)n, "z HTTP/1.1\r\nHost: h\r\n\r\n");
+                r = parse_req(buf, (size_t)n, &rq, hdrs, MAXH, NULL, NULL);
+                ok = CHECKF(r == KEEL_EBADMSG, "bad target byte 0x%02x at %zu of %zu: r=%zd",
+                            (unsigned)(uint8_t)bad_target[k], pos, tl, r);
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- responses */
 
 struct resp_ok {
@@ -1483,6 +1548,7 @@ int main(void)
     test_req_bad();
     test_req_limits();
     test_req_pipelined();
+    test_scan_positions();
     test_resp_ok();
     test_resp_bad();
     test_chunked();
