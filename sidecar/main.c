@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include "keel/config.h"
 #include "keel/err.h"
@@ -110,6 +111,13 @@ int main(int argc, char **argv)
     }
     keel_log_level = cfg->log_level;
 
+    /* Every client and upstream connection is a descriptor: use all the hard limit allows. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            KEEL_WARN("cannot raise the open file limit: %s", strerror(errno));
+    }
     signal(SIGPIPE, SIG_IGN);
     /* Only the control thread handles signals: block them before workers are created. */
     sigset_t set, old;

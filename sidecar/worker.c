@@ -20,6 +20,7 @@ static void close_listeners(struct keel_worker *w)
         if (w->lsocks[i].fd < 0)
             continue;
         ev_io_stop(w->loop, &w->lsocks[i].io);
+        ev_timer_stop(w->loop, &w->lsocks[i].pause);
         close(w->lsocks[i].fd);
         w->lsocks[i].fd = -1;
     }
@@ -37,8 +38,21 @@ static void accept_some(struct keel_worker *w, struct keel_lsock *ls, int limit)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* The socket stays readable: without a pause this would spin. The pending
+                 * connections wait in the kernel queue until descriptors are free again. */
+                if (!ls->paused)
+                    KEEL_WARN("listener %s: accept failed: %s; pausing accepts until "
+                              "descriptors are free (retrying every 100 ms)",
+                              l->name, strerror(errno));
+                ls->paused = 1;
+                ev_io_stop(w->loop, &ls->io);
+                /* set again: a fired timer keeps no useful "after" of its own */
+                ev_timer_set(&ls->pause, 0.1, 0.);
+                ev_timer_start(w->loop, &ls->pause);
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 KEEL_WARN("listener %s: accept failed: %s", l->name, strerror(errno));
+            }
             return;
         }
         if (l->max_connections && atomic_load_explicit(&st->active_conns, memory_order_relaxed) >=
@@ -47,6 +61,10 @@ static void accept_some(struct keel_worker *w, struct keel_lsock *ls, int limit)
             close(fd);
             continue;
         }
+        if (ls->paused) {
+            ls->paused = 0;
+            KEEL_INFO("listener %s: accepting again", l->name);
+        }
         atomic_fetch_add_explicit(&st->accepted, 1, memory_order_relaxed);
         keel_sock_setup(fd);
         if (l->proto == KEEL_LISTEN_TCP)
@@ -54,6 +72,13 @@ static void accept_some(struct keel_worker *w, struct keel_lsock *ls, int limit)
         else
             keel_http_accept(w, fd, ls->listener, &peer);
     }
+}
+
+static void on_accept_resume(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct keel_lsock *ls = t->data;
+    if (ls->fd >= 0 && !ls->w->draining)
+        ev_io_start(loop, &ls->io);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
@@ -91,6 +116,8 @@ int keel_worker_bind(struct keel_worker *w)
             goto fail;
         ev_io_init(&ls->io, on_accept, fd, EV_READ);
         ls->io.data = ls;
+        ev_timer_init(&ls->pause, on_accept_resume, 0.1, 0.);
+        ls->pause.data = ls;
         continue;
     fail:
         KEEL_ERROR("listener %s: cannot listen on %s: %s", l->name, l->addr.text, strerror(errno));

@@ -64,6 +64,8 @@ struct keel_runtime {
 /* One listening socket owned by one worker. */
 struct keel_lsock {
     ev_io io;
+    ev_timer pause; /* accept paused after EMFILE/ENFILE: resume later */
+    int paused;     /* out of descriptors since the last successful accept */
     int fd;
     uint32_t listener; /* index into cfg->listeners */
     struct keel_worker *w;
