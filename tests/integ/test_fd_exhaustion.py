@@ -58,8 +58,10 @@ class FdExhaustionTest(KeelTestCase):
                 return False
         wait_for(ok, timeout=20, what="a request to succeed after the descriptors were freed")
         k.wait_log(r"accepting again", timeout=5)
-        # One warning per episode, not one per retry.
-        self.assertEqual(k.log_text().count("pausing accepts"), 1)
+        # One warning per episode (descriptors freed by closing clients can end an episode
+        # and the queued connections start another), not one per 100 ms retry: the pause
+        # above lasted over a second, which would have logged ten or more.
+        self.assertLess(k.log_text().count("pausing accepts"), 5)
         self.assertIsNone(k.proc.poll(), "keel exited")
 
 
