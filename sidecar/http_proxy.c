@@ -386,8 +386,8 @@ static void send_error(struct keel_conn *c, int status, const char *reason, int 
                     t->is_head ? "" : body);
     t->bytes_out += c->s.out.len;
     if (status >= 500)
-        KEEL_WARN("conn=%llu req_id=%s: %d %s", (unsigned long long)c->id,
-                  t->req_id[0] ? t->req_id : "-", status, reason);
+        KEEL_WARN_RL("conn=%llu req_id=%s: %d %s", (unsigned long long)c->id,
+                     t->req_id[0] ? t->req_id : "-", status, reason);
     if (close || !c->keepalive || c->w->draining) {
         close_after_flush(c);
         return;
@@ -738,8 +738,8 @@ static void parse_requests(struct keel_conn *c)
             atomic_fetch_add_explicit(&w->rt->lstats[c->listener].parse_errors, 1,
                                       memory_order_relaxed);
             int st = err_to_status((int)n);
-            KEEL_INFO("conn=%llu client=%s: rejected request (%s at byte %zu): %d",
-                      (unsigned long long)c->id, c->peer_ip, keel_strerror((int)n), eoff, st);
+            KEEL_INFO_RL("conn=%llu client=%s: rejected request (%s at byte %zu): %d",
+                         (unsigned long long)c->id, c->peer_ip, keel_strerror((int)n), eoff, st);
             c->keepalive = 0;
             client_timer(c, 0);
             send_error(c, st, keel_strerror((int)n), 1);
@@ -833,8 +833,8 @@ static void dispatch(struct keel_conn *c)
         struct keel_upconn *u = keel_up_get(w, ep, cl->cfg, 1, &err);
         if (!u) {
             atomic_fetch_add_explicit(&ep->load->connect_failures, 1, memory_order_relaxed);
-            KEEL_WARN("conn=%llu: connect to %s (cluster %s) failed: %s", (unsigned long long)c->id,
-                      ep->name, cl->name, keel_strerror(err));
+            KEEL_WARN_RL("conn=%llu: connect to %s (cluster %s) failed: %s",
+                         (unsigned long long)c->id, ep->name, cl->name, keel_strerror(err));
             t->status = 502;
             if (t->n_tried >= MAX_TRIES || t->n_tried >= cl->n_eps) {
                 send_error(c, 502, "upstream connection failed", 0);
@@ -864,8 +864,8 @@ static void connect_failed(struct keel_conn *c, int err)
     struct keel_upconn *u = c->up;
     struct keel_cluster *cl = &c->w->snap->clusters[t->cluster];
     atomic_fetch_add_explicit(&u->load->connect_failures, 1, memory_order_relaxed);
-    KEEL_WARN("conn=%llu: connect to %s (cluster %s) failed: %s", (unsigned long long)c->id,
-              u->name, cl->name, keel_strerror(err));
+    KEEL_WARN_RL("conn=%llu: connect to %s (cluster %s) failed: %s", (unsigned long long)c->id,
+                 u->name, cl->name, keel_strerror(err));
     detach_up(c, 0);
     t->status = err == KEEL_ETIMEDOUT ? 504 : 502;
     if (t->n_tried >= MAX_TRIES || t->n_tried >= cl->n_eps) {
@@ -902,8 +902,8 @@ static void up_failed(struct keel_conn *c, int err, const char *what)
         return;
     }
     if (t->resp_bytes_to_client == 0 && t->resp_state != KEEL_RS_DONE) {
-        KEEL_WARN("conn=%llu: upstream %s: %s (%s)", (unsigned long long)c->id, u ? u->name : "-",
-                  what, keel_strerror(err));
+        KEEL_WARN_RL("conn=%llu: upstream %s: %s (%s)", (unsigned long long)c->id,
+                     u ? u->name : "-", what, keel_strerror(err));
         send_error(c, 502, what, 0);
         return;
     }
@@ -914,8 +914,8 @@ static void up_failed(struct keel_conn *c, int err, const char *what)
         up_process(c);
         return;
     }
-    KEEL_WARN("conn=%llu: upstream %s: %s mid-response", (unsigned long long)c->id,
-              u ? u->name : "-", what);
+    KEEL_WARN_RL("conn=%llu: upstream %s: %s mid-response", (unsigned long long)c->id,
+                 u ? u->name : "-", what);
     keel_conn_close(c, what);
 }
 
@@ -934,7 +934,8 @@ static void on_up_timer(struct ev_loop *loop, ev_timer *tm, int revents)
         return;
     }
     if (c->t.resp_bytes_to_client == 0) {
-        KEEL_WARN("conn=%llu: upstream %s: response timed out", (unsigned long long)c->id, u->name);
+        KEEL_WARN_RL("conn=%llu: upstream %s: response timed out", (unsigned long long)c->id,
+                     u->name);
         send_error(c, 504, "upstream response timed out", 0);
         return;
     }
@@ -1065,8 +1066,8 @@ static void up_process(struct keel_conn *c)
                 break;
             }
             if (n < 0) {
-                KEEL_WARN("conn=%llu: upstream %s sent a bad response: %s",
-                          (unsigned long long)c->id, u->name, keel_strerror((int)n));
+                KEEL_WARN_RL("conn=%llu: upstream %s sent a bad response: %s",
+                             (unsigned long long)c->id, u->name, keel_strerror((int)n));
                 t->up_reusable = 0;
                 if (t->resp_bytes_to_client == 0)
                     send_error(c, 502, "bad response from upstream", 0);
@@ -1120,8 +1121,8 @@ static void up_process(struct keel_conn *c)
             up_timer(u, u->ccfg->idle_timeout_ms / 1000.0);
         }
         if (advance_resp_body(c) < 0) {
-            KEEL_WARN("conn=%llu: upstream %s sent malformed chunked body",
-                      (unsigned long long)c->id, u->name);
+            KEEL_WARN_RL("conn=%llu: upstream %s sent malformed chunked body",
+                         (unsigned long long)c->id, u->name);
             keel_conn_close(c, "bad chunked response body");
             return;
         }
@@ -1233,8 +1234,8 @@ static void on_client_timer(struct ev_loop *loop, ev_timer *tm, int revents)
     struct keel_conn *c = tm->data;
     switch (c->state) {
     case KEEL_CS_HEAD:
-        KEEL_INFO("conn=%llu client=%s: request head not complete in time",
-                  (unsigned long long)c->id, c->peer_ip);
+        KEEL_INFO_RL("conn=%llu client=%s: request head not complete in time",
+                     (unsigned long long)c->id, c->peer_ip);
         c->keepalive = 0;
         c->t.req_done = 1;
         send_error(c, 408, "request head not received in time", 1);
@@ -1250,8 +1251,8 @@ static void on_client_timer(struct ev_loop *loop, ev_timer *tm, int revents)
             client_timer(c, c->lcfg->idle_timeout_ms / 1000.0);
             return;
         }
-        KEEL_INFO("conn=%llu client=%s: request body stalled", (unsigned long long)c->id,
-                  c->peer_ip);
+        KEEL_INFO_RL("conn=%llu client=%s: request body stalled", (unsigned long long)c->id,
+                     c->peer_ip);
         send_error(c, 408, "request body not received in time", 1);
         return;
     default:

@@ -44,3 +44,26 @@ void keel_assert_fail(const char *cond, const char *file, int line)
     keel_log(KEEL_LOG_ERROR, "assertion failed: %s at %s:%d", cond, file, line);
     abort();
 }
+
+int keel_log_allow(void)
+{
+    static _Thread_local time_t window;
+    static _Thread_local unsigned count, dropped;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    if (ts.tv_sec != window) {
+        window = ts.tv_sec;
+        count = 0;
+        if (dropped) {
+            keel_log(KEEL_LOG_WARN, "%u similar messages suppressed in the last second(s)",
+                     dropped);
+            dropped = 0;
+        }
+    }
+    if (count < KEEL_LOG_RL_PER_SEC) {
+        count++;
+        return 1;
+    }
+    dropped++;
+    return 0;
+}

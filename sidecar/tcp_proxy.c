@@ -133,8 +133,8 @@ static void tcp_connect_failed(struct keel_conn *c, int err)
     struct keel_upconn *u = c->up;
     struct keel_cluster *cl = &c->w->snap->clusters[c->t.cluster];
     atomic_fetch_add_explicit(&u->load->connect_failures, 1, memory_order_relaxed);
-    KEEL_WARN("conn=%llu: tcp connect to %s (cluster %s) failed: %s", (unsigned long long)c->id,
-              u->name, cl->name, keel_strerror(err));
+    KEEL_WARN_RL("conn=%llu: tcp connect to %s (cluster %s) failed: %s", (unsigned long long)c->id,
+                 u->name, cl->name, keel_strerror(err));
     c->up = NULL;
     u->owner = NULL;
     keel_up_close(u);
@@ -201,8 +201,8 @@ static void tcp_connect(struct keel_conn *c)
         struct keel_upconn *u = keel_up_get(w, ep, cl->cfg, 0, &err);
         if (!u) {
             atomic_fetch_add_explicit(&ep->load->connect_failures, 1, memory_order_relaxed);
-            KEEL_WARN("conn=%llu: tcp connect to %s failed: %s", (unsigned long long)c->id,
-                      ep->name, keel_strerror(err));
+            KEEL_WARN_RL("conn=%llu: tcp connect to %s failed: %s", (unsigned long long)c->id,
+                         ep->name, keel_strerror(err));
             continue;
         }
         c->up = u;

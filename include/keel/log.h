@@ -20,6 +20,26 @@ void keel_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 #define KEEL_INFO(...) KEEL_LOG(KEEL_LOG_INFO, __VA_ARGS__)
 #define KEEL_DEBUG(...) KEEL_LOG(KEEL_LOG_DEBUG, __VA_ARGS__)
 
+/**
+ * Rate limit for per-request messages: at most KEEL_LOG_RL_PER_SEC a second per thread.
+ * @return 1 when the message may be logged; when a new second starts after suppressions it
+ * first logs how many were dropped. [any]
+ */
+int keel_log_allow(void);
+#define KEEL_LOG_RL_PER_SEC 20
+
+/* Per-request warnings (upstream failures, rejected requests) go through the rate limit. */
+#define KEEL_WARN_RL(...)                                                                          \
+    do {                                                                                           \
+        if (KEEL_LOG_WARN <= keel_log_level && keel_log_allow())                                   \
+            keel_log(KEEL_LOG_WARN, __VA_ARGS__);                                                  \
+    } while (0)
+#define KEEL_INFO_RL(...)                                                                          \
+    do {                                                                                           \
+        if (KEEL_LOG_INFO <= keel_log_level && keel_log_allow())                                   \
+            keel_log(KEEL_LOG_INFO, __VA_ARGS__);                                                  \
+    } while (0)
+
 /* Invariant checks that stay on in release builds. */
 #define KEEL_ASSERT(cond)                                                                          \
     do {                                                                                           \
