@@ -60,10 +60,11 @@ done
 
 echo
 echo "== requests through keel (http://127.0.0.1:8080)"
-for i in 1 2 3 4; do
-    # Four requests at once: weighted least-connections spreads them by weight (1:3).
-    curl -s -o /dev/null -D - "http://127.0.0.1:8080/api/users?i=$i" \
-        | tr -d '\r' | awk -v i="$i" '/^HTTP/{s=$2} /^X-Backend-Id/{b=$2} END{printf "GET /api/users #%s -> %s from %s\n", i, s, b}' &
+for i in 1 2 3 4 5 6 7 8; do
+    # Eight slow requests at once: weighted least-connections keeps the in-flight counts in
+    # proportion to the weights (1:3), so api-2 takes about three times as many.
+    curl -s -o /dev/null -D - "http://127.0.0.1:8080/api/sleep?ms=500&i=$i" \
+        | tr -d '\r' | awk -v i="$i" '/^HTTP/{s=$2} /^X-Backend-Id/{b=$2} END{printf "GET /api/sleep?ms=500 #%s -> %s from %s\n", i, s, b}' &
 done
 wait_for_curls() { for j in $(jobs -p); do case " ${PIDS[*]} " in *" $j "*) ;; *) wait "$j" || true;; esac; done; }
 wait_for_curls

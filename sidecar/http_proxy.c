@@ -1312,10 +1312,16 @@ void keel_http_drain_all(struct keel_worker *w)
         struct keel_conn *next = c->next;
         c->drain = 1;
         c->keepalive = 0; /* responses still to come say Connection: close */
-        /* A connection that never sent a request may have one in flight: let it come (the
-         * header timeout and drain_timeout bound the wait). */
-        if (c->state == KEEL_CS_IDLE && c->s.in.len == 0 && !c->is_tcp && c->served > 0)
-            close_after_flush(c);
+        /* A connection that never sent a request may have one in flight: give it a moment
+         * (1 s at most) rather than resetting it, then close it as idle. */
+        if (c->state == KEEL_CS_IDLE && c->s.in.len == 0 && !c->is_tcp) {
+            if (c->served > 0) {
+                close_after_flush(c);
+            } else {
+                double hdr = c->lcfg->header_timeout_ms / 1000.0;
+                client_timer(c, hdr < 1.0 ? hdr : 1.0);
+            }
+        }
         c = next;
     }
 }

@@ -4,7 +4,7 @@
 
 Usage:
     fake_backend.py --id NAME --port P [--port P2 ...] [--host 127.0.0.1]
-                    [--mode http|tcp-echo] [--greet]
+                    [--mode http|tcp-echo] [--greet] [--idle-timeout SECONDS]
 
 Each --port is one listening socket (port 0 picks a free one). Once every socket
 listens, one line is printed on stdout:  ready HOST:PORT[ HOST:PORT ...]
@@ -23,6 +23,7 @@ process, from 1>. Paths (the query string selects options):
   /close                 closes the connection without answering
   /garbage               writes non-HTTP bytes, then closes
   /half                  head with Content-Length: 100, 10 body bytes, then closes
+  any path with ?close=1  answered with Connection: close, then the connection closes
   /ws                    WebSocket (RFC 6455) echo of text and binary frames
   /__backend/log         JSON list of every request head received (method, target,
                          version, headers), not counting /__backend/* requests
@@ -144,8 +145,9 @@ class Reader:
 
 
 class Backend:
-    def __init__(self, ident, mode, greet):
+    def __init__(self, ident, mode, greet, idle_timeout=None):
         self.ident = ident
+        self.idle_timeout = idle_timeout
         self.mode = mode
         self.greet = greet
         self.lock = threading.Lock()
@@ -160,6 +162,12 @@ class Backend:
                 csock, addr = lsock.accept()
             except OSError:
                 return
+            # Head and body go out in separate writes: without TCP_NODELAY, Nagle holds the
+            # body until the peer's delayed ACK (40 ms per response on a reused connection).
+            try:
+                csock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
             with self.lock:
                 self.conn_count += 1
                 num = self.conn_count
@@ -203,6 +211,13 @@ class Backend:
         rd = Reader(sock)
         while True:
             try:
+                if self.idle_timeout and not rd.buf:
+                    sock.settimeout(self.idle_timeout)  # keep-alive idle limit
+                    try:
+                        rd.fill()
+                    except socket.timeout:
+                        return  # close the idle connection, like real servers do
+                    sock.settimeout(None)
                 head = rd.read_head()
             except ConnClosed:
                 return
@@ -315,6 +330,8 @@ class Backend:
         keep = ("close" not in conn_tokens) if version == "HTTP/1.1" else ("keep-alive" in conn_tokens)
         if any(v.lower() == "100-continue" for v in self.hget(entry, "Expect")):
             sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if query.get("close") == "1":
+            keep = False  # ?close=1 on any path: answer with Connection: close, then close
         extra = [] if keep else [("Connection", "close")]
 
         if path == "/__backend/log":
@@ -488,17 +505,20 @@ REASONS = {100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Fake backend for keel tests and demos.")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 2)[2],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--id", required=True, help="backend name, sent as X-Backend-Id")
     ap.add_argument("--port", type=int, action="append", required=True,
                     help="port to listen on (repeatable; 0 = any free port)")
-    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ap.add_argument("--mode", choices=("http", "tcp-echo"), default="http")
+    ap.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
+                    help="http: close keep-alive connections idle this long")
     ap.add_argument("--greet", action="store_true",
                     help="tcp-echo: send 'ID\\n' first on every connection")
     args = ap.parse_args(argv)
 
-    backend = Backend(args.id, args.mode, args.greet)
+    backend = Backend(args.id, args.mode, args.greet, args.idle_timeout)
     socks = []
     for port in args.port:
         s = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)

@@ -550,8 +550,17 @@ class KeelTestCase(unittest.TestCase):
         self._clients.append(c)
         return c
 
-    def start_backend(self, ident, mode="http", greet=False, nports=1):
-        cmd = [PYTHON, FAKE_BACKEND, "--id", ident, "--mode", mode]
+    def start_backend(self, ident, mode="http", greet=False, nports=1, args=()):
+        """Starts fake_backend.py (extra CLI args) and waits for its 'ready' line (10 s)."""
+        return self._await_backend(self._spawn_backend(ident, mode, greet, nports, args))
+
+    def start_backends(self, idents, mode="http", greet=False):
+        """Starts several backends in parallel; returns {ident: BackendProc}."""
+        spawned = [self._spawn_backend(i, mode, greet, 1) for i in idents]
+        return {sp[0]: self._await_backend(sp) for sp in spawned}
+
+    def _spawn_backend(self, ident, mode, greet, nports, args=()):
+        cmd = [PYTHON, FAKE_BACKEND, "--id", ident, "--mode", mode] + list(args)
         for _ in range(nports):
             cmd += ["--port", "0"]
         if greet:
@@ -560,6 +569,10 @@ class KeelTestCase(unittest.TestCase):
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
         errf.close()
         self._procs.append(p)
+        return ident, p
+
+    def _await_backend(self, spawned):
+        ident, p = spawned
         r, _, _ = select.select([p.stdout], [], [], 10)
         line = p.stdout.readline().decode() if r else ""
         if not line.startswith("ready "):

@@ -62,6 +62,13 @@ class BalancingTest(KeelTestCase):
         ratio = c["w3"] / max(1, c["w1"])
         self.assertTrue(2.2 <= ratio <= 4.0, "w3/w1 = %.2f (%s)" % (ratio, dict(c)))
 
+    def test_least_conn_ignores_weights(self):
+        self.start("least_conn")
+        c = self.count(16, 4, path="/sleep?ms=200")
+        self.assertEqual(c["w1"] + c["w3"], 64)
+        ratio = c["w3"] / max(1, c["w1"])
+        self.assertTrue(0.6 <= ratio <= 1.6, "w3/w1 = %.2f (%s)" % (ratio, dict(c)))
+
     def test_ip_hash_sticky(self):
         self.start("ip_hash", weights=(1, 1))
         seen = {}

@@ -5,6 +5,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 import unittest
 
 from keeltest import (KeelTestCase, build_request, chunked_body, cluster,
@@ -104,6 +105,40 @@ class Http1ProxyTest(KeelTestCase):
             conns.add(r.header("X-Backend-Conn"))
         self.assertLessEqual(len(conns), 2, "upstream connections used: %s" % sorted(conns))
 
+    def test_backend_connection_close_not_reused(self):
+        # The backend answers with Connection: close and closes: keel must not send the next
+        # request on that dead upstream connection; the client connection stays open.
+        c = self.client(self.port)
+        for i in range(10):
+            path = "/cc/%d?close=%d" % (i, i % 2)
+            r = c.exchange("POST", path, [], b"payload %d" % i)
+            self.assertEqual(r.status, 200, "request %d: %r" % (i, r))
+            self.assertEqual(r.json()["target"], path)
+
+    def test_upstream_idle_close_is_survived(self):
+        # Real servers close idle keep-alive connections; the next request (GET or POST)
+        # must still succeed, not fail with 502 on the stale pooled connection.
+        be = self.start_backend("idle", args=["--idle-timeout", "0.3"])
+        port = self.free_port()
+        self.start_keel(keel_yaml([http_listener(port, [{"cluster": "app"}])],
+                                  [cluster("app", [be.addr])], self.free_port()), name="keel2")
+        c = self.client(port)
+        conns = set()
+        for i, method in enumerate(["GET", "GET", "POST", "POST", "GET"]):
+            r = c.exchange(method, "/idle/%d" % i, [], b"body" if method == "POST" else b"")
+            self.assertEqual(r.status, 200, "%s after idle close: %r" % (method, r))
+            conns.add(r.header("X-Backend-Conn"))
+            time.sleep(0.8)
+        self.assertEqual(len(conns), 5, "the backend did not idle-close (test setup)")
+
+    def test_http10_client(self):
+        c = self.client(self.port)
+        c.send(b"GET /old HTTP/1.0\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["target"], "/old")
+        self.assertTrue(c.wait_closed(3), "HTTP/1.0 without keep-alive left open")
+
     def test_chunked_request_and_response(self):
         c = self.client(self.port)
         rnd = os.urandom(300000)
@@ -135,6 +170,34 @@ class Http1ProxyTest(KeelTestCase):
         self.assertEqual(sha256(r.body), pattern_sha256(1000003))
         # Connection still in sync.
         self.assertEqual(c.get("/x").status, 200)
+
+    def test_bodies_are_streamed(self):
+        # The echo of the first chunk comes back before the client has sent the rest: keel
+        # neither waits for the whole request body nor for the whole response body.
+        c = self.client(self.port, timeout=5)
+
+        def read_chunk_data(n):
+            """Reads chunks (any sizes keel chooses) until n data bytes arrived."""
+            out = b""
+            while len(out) < n:
+                size = int(c.read_until(b"\r\n").split(b";")[0], 16)
+                self.assertGreater(size, 0, "response ended early")
+                out += c.read_exact(size)
+                self.assertEqual(c.read_exact(2), b"\r\n")
+            return out
+
+        c.request("POST", "/echo", [("Transfer-Encoding", "chunked")])
+        c.send(b"5\r\nfirst\r\n")
+        head = c.read_until(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"transfer-encoding: chunked", head.lower())
+        self.assertEqual(read_chunk_data(5), b"first")
+        c.send(b"6\r\nsecond\r\n")
+        self.assertEqual(read_chunk_data(6), b"second")
+        c.send(b"0\r\n\r\n")
+        self.assertEqual(c.read_until(b"\r\n"), b"0\r\n")
+        self.assertEqual(c.read_until(b"\r\n"), b"\r\n")
+        self.assertEqual(c.get("/next").status, 200)
 
     def test_content_length_echo(self):
         c = self.client(self.port)

@@ -75,6 +75,22 @@ class LifecycleTest(KeelTestCase):
         self.assertEqual(keel.stop(signal.SIGINT, timeout=12), 0)
         self.assertLess(time.monotonic() - t0, 5.0, "idle keep-alive connection delayed exit")
 
+    def test_sigterm_does_not_wait_for_silent_connection(self):
+        # A connection that never sent a request has nothing in flight: SIGTERM must not
+        # wait drain_timeout for it.
+        be = self.start_backend("b1")
+        port = self.free_port()
+        keel = self.start_keel(keel_yaml(
+            [http_listener(port, [{"cluster": "app"}])],
+            [cluster("app", [be.addr])], self.free_port(), drain_timeout="10s"))
+        silent = self.client(port)
+        time.sleep(0.2)  # accepted by a worker
+        t0 = time.monotonic()
+        self.assertEqual(keel.stop(signal.SIGTERM, timeout=12), 0)
+        self.assertLess(time.monotonic() - t0, 5.0,
+                        "a connection without any request delayed exit")
+        self.assertTrue(silent.wait_closed(1))
+
     def test_backend_killed_mid_traffic(self):
         b1 = self.start_backend("b1")
         b2 = self.start_backend("b2")

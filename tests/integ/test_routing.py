@@ -21,7 +21,7 @@ NAMES = ["static", "exact", "api", "canary", "blue", "cookie", "shadowed", "defa
 class RoutingTest(KeelTestCase):
     def setUp(self):
         super().setUp()
-        self.be = {n: self.start_backend(n) for n in NAMES}
+        self.be = self.start_backends(NAMES)
         self.port = self.free_port()
         self.admin = self.free_port()
         self.start_keel(keel_yaml(
@@ -91,6 +91,7 @@ class RoutingTest(KeelTestCase):
 
     def test_no_match_is_404(self):
         port = self.free_port()
+        self.c.close()
         self.keel.stop()
         self.start_keel(keel_yaml(
             [http_listener(port, [{"match": {"path_prefix": "/api/"}, "cluster": "api"}])],
