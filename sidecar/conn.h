@@ -58,6 +58,7 @@ struct keel_txn {
     char req_id[40];
     char method[16];
     char path[192];
+    struct keel_wsnap *ws;     /* pinned snapshot: cluster and ep index refer into it */
     int cluster;               /* -1 before routing */
     int ep;                    /* endpoint index in the cluster, -1 before picking */
     struct keel_ep_load *load; /* referenced while the request counts as active */

@@ -225,8 +225,8 @@ void keel_txn_finish(struct keel_conn *c)
     int cls = status_class(t->status);
     atomic_fetch_add_explicit(&w->rt->lstats[c->listener].requests[cls], 1, memory_order_relaxed);
     const char *cname = "-", *ename = "-";
-    if (t->cluster >= 0 && w->snap && (uint32_t)t->cluster < w->snap->n_clusters) {
-        struct keel_cluster *cl = &w->snap->clusters[t->cluster];
+    if (t->cluster >= 0 && t->ws && (uint32_t)t->cluster < t->ws->snap->n_clusters) {
+        struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
         cname = cl->name;
         if (cl->stats) {
             double ms = dur * 1000.0;
@@ -252,6 +252,8 @@ void keel_txn_finish(struct keel_conn *c)
                  ename, (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out,
                  dur * 1000.0);
     txn_release_load(t);
+    keel_wsnap_unpin(w, t->ws);
+    t->ws = NULL;
     t->start = 0;
 }
 
@@ -605,7 +607,8 @@ static void start_request(struct keel_conn *c, struct keel_http1_request *req, s
     }
     struct keel_route_req rr;
     keel_router_prepare(&rr, req);
-    int cl = keel_router_match(&w->snap->listeners[c->listener], &rr);
+    t->ws = keel_wsnap_pin(w);
+    int cl = keel_router_match(&t->ws->snap->listeners[c->listener], &rr);
     if (cl < 0) {
         keel_buf_consume(&c->s.in, head_len);
         send_error(c, 404, "no route matches", 0);
@@ -803,10 +806,10 @@ static void dispatch(struct keel_conn *c)
     struct keel_worker *w = c->w;
     struct keel_txn *t = &c->t;
     for (;;) {
-        struct keel_cluster *cl = &w->snap->clusters[t->cluster];
+        struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
         struct keel_lb_req lr = {keel_balancer_hash(c->peer_ip, strlen(c->peer_ip)), t->tried,
                                  t->n_tried};
-        int idx = cl->lb->pick(cl, w->lb_state ? w->lb_state[t->cluster] : NULL, &lr);
+        int idx = cl->lb->pick(cl, t->ws->lb_state ? t->ws->lb_state[t->cluster] : NULL, &lr);
         if (idx < 0) {
             if (t->n_tried) {
                 send_error(c, t->status == 504 ? 504 : 502,
@@ -862,7 +865,7 @@ static void connect_failed(struct keel_conn *c, int err)
 {
     struct keel_txn *t = &c->t;
     struct keel_upconn *u = c->up;
-    struct keel_cluster *cl = &c->w->snap->clusters[t->cluster];
+    struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
     atomic_fetch_add_explicit(&u->load->connect_failures, 1, memory_order_relaxed);
     KEEL_WARN_RL("conn=%llu: connect to %s (cluster %s) failed: %s", (unsigned long long)c->id,
                  u->name, cl->name, keel_strerror(err));

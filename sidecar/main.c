@@ -185,8 +185,6 @@ int main(int argc, char **argv)
         struct keel_snap *s = atomic_exchange(&rt.workers[i].mailbox, NULL);
         if (s)
             keel_snap_unref(s);
-        if (rt.workers[i].snap)
-            keel_snap_unref(rt.workers[i].snap);
         free(rt.workers[i].lsocks);
         free(rt.workers[i].pools);
         ev_loop_destroy(rt.workers[i].loop);

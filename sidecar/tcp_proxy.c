@@ -131,7 +131,7 @@ static void on_tcp_connect_timer(struct ev_loop *loop, ev_timer *tm, int revents
 static void tcp_connect_failed(struct keel_conn *c, int err)
 {
     struct keel_upconn *u = c->up;
-    struct keel_cluster *cl = &c->w->snap->clusters[c->t.cluster];
+    struct keel_cluster *cl = &c->t.ws->snap->clusters[c->t.cluster];
     atomic_fetch_add_explicit(&u->load->connect_failures, 1, memory_order_relaxed);
     KEEL_WARN_RL("conn=%llu: tcp connect to %s (cluster %s) failed: %s", (unsigned long long)c->id,
                  u->name, cl->name, keel_strerror(err));
@@ -170,7 +170,7 @@ static void tcp_connect(struct keel_conn *c)
 {
     struct keel_worker *w = c->w;
     struct keel_txn *t = &c->t;
-    struct keel_cluster *cl = &w->snap->clusters[t->cluster];
+    struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
     for (;;) {
         if (t->n_tried >= MAX_TRIES || t->n_tried >= cl->n_eps) {
             keel_conn_close(c, "no endpoint could be reached");
@@ -178,7 +178,7 @@ static void tcp_connect(struct keel_conn *c)
         }
         struct keel_lb_req lr = {keel_balancer_hash(c->peer_ip, strlen(c->peer_ip)), t->tried,
                                  t->n_tried};
-        int idx = cl->lb->pick(cl, w->lb_state ? w->lb_state[t->cluster] : NULL, &lr);
+        int idx = cl->lb->pick(cl, t->ws->lb_state ? t->ws->lb_state[t->cluster] : NULL, &lr);
         if (idx < 0) {
             if (!t->n_tried && cl->stats)
                 atomic_fetch_add_explicit(&cl->stats->no_endpoint, 1, memory_order_relaxed);
@@ -231,7 +231,8 @@ void keel_tcp_accept(struct keel_worker *w, int fd, uint32_t listener,
     c->is_tcp = 1;
     c->state = KEEL_CS_TUNNEL;
     c->t.start = ev_now(w->loop);
-    c->t.cluster = w->snap->listeners[listener].tcp_cluster;
+    c->t.ws = keel_wsnap_pin(w);
+    c->t.cluster = c->t.ws->snap->listeners[listener].tcp_cluster;
     snprintf(c->t.method, sizeof(c->t.method), "TCP");
     if (c->t.cluster < 0) {
         keel_conn_close(c, "listener has no cluster");

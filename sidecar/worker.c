@@ -126,15 +126,36 @@ int keel_worker_bind(struct keel_worker *w)
     return 0;
 }
 
-static void free_lb_state(struct keel_worker *w)
+static void wsnap_free(struct keel_wsnap *ws)
 {
-    if (!w->lb_state)
+    if (ws->lb_state)
+        for (uint32_t i = 0; i < ws->snap->n_clusters; i++)
+            if (ws->lb_state[i])
+                ws->snap->clusters[i].lb->state_free(ws->lb_state[i]);
+    free(ws->lb_state);
+    keel_snap_unref(ws->snap);
+    free(ws);
+}
+
+struct keel_wsnap *keel_wsnap_pin(struct keel_worker *w)
+{
+    w->cur->users++;
+    return w->cur;
+}
+
+void keel_wsnap_unpin(struct keel_worker *w, struct keel_wsnap *ws)
+{
+    if (!ws)
         return;
-    for (uint32_t i = 0; i < w->snap->n_clusters; i++)
-        if (w->lb_state[i])
-            w->snap->clusters[i].lb->state_free(w->lb_state[i]);
-    free(w->lb_state);
-    w->lb_state = NULL;
+    KEEL_ASSERT(ws->users > 0);
+    if (--ws->users > 0 || ws == w->cur)
+        return;
+    struct keel_wsnap **pp = &w->retired;
+    while (*pp && *pp != ws)
+        pp = &(*pp)->next_retired;
+    if (*pp)
+        *pp = ws->next_retired;
+    wsnap_free(ws);
 }
 
 /* Every worker starts its rotation at a different place: with fresh per-worker state, the
@@ -156,20 +177,32 @@ static void spread_start(struct keel_worker *w, const struct keel_cluster *cl, v
 
 static void adopt_snapshot(struct keel_worker *w, struct keel_snap *s)
 {
-    /* Snapshots do not change while requests run yet (static configuration only); when
-     * discovery swaps them, in-flight exchanges will need to pin the one they started on. */
-    if (w->snap) {
-        free_lb_state(w);
-        keel_snap_unref(w->snap);
+    struct keel_wsnap *ws = calloc(1, sizeof(*ws));
+    if (!ws) {
+        /* Keep serving from the snapshot we have; the next offer tries again. */
+        KEEL_ERROR("worker %u: out of memory adopting snapshot %llu", w->id,
+                   (unsigned long long)s->gen);
+        keel_snap_unref(s);
+        return;
     }
-    w->snap = s;
-    w->lb_state = calloc(s->n_clusters ? s->n_clusters : 1, sizeof(void *));
-    if (w->lb_state)
+    ws->snap = s;
+    ws->lb_state = calloc(s->n_clusters ? s->n_clusters : 1, sizeof(void *));
+    if (ws->lb_state)
         for (uint32_t i = 0; i < s->n_clusters; i++) {
-            w->lb_state[i] = s->clusters[i].lb->state_new(&s->clusters[i]);
-            if (w->lb_state[i])
-                spread_start(w, &s->clusters[i], w->lb_state[i]);
+            ws->lb_state[i] = s->clusters[i].lb->state_new(&s->clusters[i]);
+            if (ws->lb_state[i])
+                spread_start(w, &s->clusters[i], ws->lb_state[i]);
         }
+    struct keel_wsnap *old = w->cur;
+    w->cur = ws;
+    if (old) {
+        if (old->users == 0) {
+            wsnap_free(old);
+        } else {
+            old->next_retired = w->retired;
+            w->retired = old;
+        }
+    }
     KEEL_DEBUG("worker %u: adopted snapshot %llu", w->id, (unsigned long long)s->gen);
 }
 
@@ -224,7 +257,10 @@ static void *worker_main(void *arg)
     keel_pool_close_all(w);
     keel_conn_reap(w);
     close_listeners(w);
-    free_lb_state(w);
+    KEEL_ASSERT(w->retired == NULL); /* every exchange ended and unpinned its snapshot */
+    if (w->cur)
+        wsnap_free(w->cur);
+    w->cur = NULL;
     atomic_fetch_add(&w->rt->workers_done, 1);
     ev_async_send(w->rt->control_loop, &w->rt->control_wake);
     return NULL;

@@ -80,6 +80,16 @@ struct keel_pool {
     uint32_t n_idle;
 };
 
+/* A snapshot as one worker uses it: the per-cluster balancer state lives beside it, and
+ * exchanges pin it (a plain counter: only this worker touches it) so a new snapshot never
+ * changes the cluster an in-flight request refers to by index. */
+struct keel_wsnap {
+    struct keel_snap *snap;
+    void **lb_state; /* per cluster */
+    uint32_t users;  /* exchanges started on it and not finished */
+    struct keel_wsnap *next_retired;
+};
+
 struct keel_worker {
     uint32_t id;
     pthread_t thread;
@@ -88,8 +98,8 @@ struct keel_worker {
     ev_async wake;
     ev_prepare prep;
     _Atomic(struct keel_snap *) mailbox;
-    struct keel_snap *snap;
-    void **lb_state; /* per cluster of snap */
+    struct keel_wsnap *cur;     /* newest adopted snapshot: new exchanges use it */
+    struct keel_wsnap *retired; /* older ones still pinned by exchanges */
     struct keel_lsock *lsocks;
     uint32_t n_lsocks;
     int draining;
@@ -124,6 +134,10 @@ void keel_tcp_accept(struct keel_worker *w, int fd, uint32_t listener,
                      const struct sockaddr_storage *peer);
 /** Drain request reached a connection list walk: close what is idle. */
 void keel_http_drain_all(struct keel_worker *w);
+/** Pins the current snapshot for a new exchange. */
+struct keel_wsnap *keel_wsnap_pin(struct keel_worker *w);
+/** Unpins; frees a retired snapshot when its last exchange ends. NULL is fine. */
+void keel_wsnap_unpin(struct keel_worker *w, struct keel_wsnap *ws);
 /** Frees the connections queued for closing. */
 void keel_conn_reap(struct keel_worker *w);
 /** Closes every idle pooled upstream connection. */
