@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libev-dev libcurl4-openssl-dev libjansson-dev libssl-dev libnghttp2-dev
-      libc-ares-dev libyaml-dev python3 curl prometheus)
+      libc-ares-dev libyaml-dev python3 curl prometheus dnsmasq-base)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -7,6 +7,7 @@
 #include "keel/balancer.h"
 #include "keel/err.h"
 #include "keel/snap.h"
+#include "disc.h"
 
 const double keel_lat_bounds_ms[KEEL_LAT_BUCKETS] = {1,   2.5, 5,   10,   25,   50,
                                                      100, 250, 500, 1000, 2500, 5000};
@@ -83,6 +84,8 @@ static int build_cluster(struct keel_cluster *cl, const struct keel_cfg_cluster 
         struct keel_endpoint *ep = &cl->eps[i];
 
         snprintf(ep->name, sizeof(ep->name), "%s", ce->addr.text ? ce->addr.text : "");
+        snprintf(ep->id, sizeof(ep->id), "%s", ep->name);
+        snprintf(ep->reason, sizeof(ep->reason), "static");
         if (ce->addr.salen <= sizeof(ep->sa)) {
             memcpy(&ep->sa, &ce->addr.sa, ce->addr.salen);
             ep->salen = ce->addr.salen;
@@ -180,4 +183,148 @@ int keel_snap_find_cluster(const struct keel_snap *s, const char *name)
         if (s->clusters[c].name != NULL && strcmp(s->clusters[c].name, name) == 0)
             return (int)c;
     return -1;
+}
+
+/* ---- snapshots from discovery ------------------------------------------------------------ */
+
+static const struct keel_cluster *find_prev_cluster(const struct keel_snap *prev, const char *name)
+{
+    if (!prev)
+        return NULL;
+    int i = keel_snap_find_cluster(prev, name);
+    return i < 0 ? NULL : &prev->clusters[i];
+}
+
+/* Linear: clusters are small. A hash would only pay off with thousands of endpoints. */
+static const struct keel_endpoint *find_prev_ep(const struct keel_cluster *pc, const char *id)
+{
+    if (!pc)
+        return NULL;
+    for (uint32_t i = 0; i < pc->n_eps; i++)
+        if (strcmp(pc->eps[i].id, id) == 0)
+            return &pc->eps[i];
+    return NULL;
+}
+
+static int in_set(const struct keel_disc_set *set, const char *id)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->eps[i].id, id) == 0)
+            return 1;
+    return 0;
+}
+
+static int build_dyn_cluster(struct keel_cluster *cl, const struct keel_disc_cluster_in *in,
+                             uint32_t index, const struct keel_snap *prev, size_t *zombies)
+{
+    const struct keel_cfg_cluster *cc = in->cfg;
+    const struct keel_cluster *pc = find_prev_cluster(prev, cc->name);
+    cl->name = cc->name;
+    cl->index = index;
+    cl->cfg = cc;
+    cl->lb = (unsigned)cc->lb < KEEL_LB__COUNT ? keel_lb_registry[cc->lb]
+                                               : keel_lb_registry[KEEL_LB_WEIGHTED_LEAST_CONN];
+    cl->stats = in->stats;
+    size_t cap = in->set->n + (pc ? pc->n_eps : 0);
+    if (cap == 0)
+        return 0;
+    cl->eps = calloc(cap, sizeof(cl->eps[0]));
+    if (!cl->eps)
+        return KEEL_ENOMEM;
+    for (size_t i = 0; i < in->set->n; i++) {
+        const struct keel_disc_ep *de = &in->set->eps[i];
+        struct keel_endpoint *ep = &cl->eps[cl->n_eps];
+        snprintf(ep->id, sizeof(ep->id), "%s", de->id);
+        snprintf(ep->name, sizeof(ep->name), "%s", de->name);
+        snprintf(ep->reason, sizeof(ep->reason), "%s", de->reason);
+        memcpy(&ep->sa, &de->sa, de->salen <= sizeof(ep->sa) ? de->salen : sizeof(ep->sa));
+        ep->salen = de->salen;
+        ep->weight = de->weight;
+        ep->health = de->draining ? KEEL_EP_H_DISCOVERY : 0;
+        const struct keel_endpoint *old = find_prev_ep(pc, de->id);
+        if (old) {
+            ep->load = old->load;
+            keel_ep_load_ref(ep->load);
+        } else {
+            ep->load = keel_ep_load_new();
+            if (!ep->load)
+                return KEEL_ENOMEM;
+        }
+        cl->n_eps++;
+    }
+    /* Gone from discovery but still serving requests: keep it visible, draining, until the
+     * last one ends (the control thread rebuilds while zombies exist). */
+    for (uint32_t i = 0; pc && i < pc->n_eps; i++) {
+        const struct keel_endpoint *old = &pc->eps[i];
+        if (in_set(in->set, old->id))
+            continue;
+        uint32_t active = atomic_load_explicit(&old->load->active, memory_order_relaxed);
+        if (active == 0)
+            continue;
+        struct keel_endpoint *ep = &cl->eps[cl->n_eps++];
+        *ep = *old;
+        ep->health |= KEEL_EP_H_DISCOVERY;
+        snprintf(ep->reason, sizeof(ep->reason), "removed from discovery, %u in flight", active);
+        keel_ep_load_ref(ep->load);
+        (*zombies)++;
+    }
+    return 0;
+}
+
+struct keel_snap *keel_snap_build(const struct keel_cfg *cfg,
+                                  const struct keel_disc_cluster_in *cls, size_t n_cls,
+                                  const struct keel_snap *prev, uint64_t gen, size_t *zombies)
+{
+    size_t z = 0;
+    struct keel_snap *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    atomic_init(&s->refs, 1);
+    s->gen = gen;
+    if (n_cls) {
+        s->clusters = calloc(n_cls, sizeof(s->clusters[0]));
+        if (!s->clusters)
+            goto fail;
+        s->n_clusters = (uint32_t)n_cls;
+        for (uint32_t c = 0; c < s->n_clusters; c++)
+            if (build_dyn_cluster(&s->clusters[c], &cls[c], c, prev, &z) != 0)
+                goto fail;
+    }
+    if (cfg->n_listeners) {
+        s->listeners = calloc(cfg->n_listeners, sizeof(s->listeners[0]));
+        if (!s->listeners)
+            goto fail;
+        s->n_listeners = (uint32_t)cfg->n_listeners;
+        for (uint32_t i = 0; i < s->n_listeners; i++)
+            /* File clusters keep their indices (cls[i].cfg == &cfg->clusters[i]). */
+            if (build_listener(&s->listeners[i], &cfg->listeners[i], s->n_clusters) != 0)
+                goto fail;
+    }
+    if (zombies)
+        *zombies = z;
+    return s;
+fail:
+    snap_free(s);
+    return NULL;
+}
+
+int keel_snap_same(const struct keel_snap *a, const struct keel_snap *b)
+{
+    if (a->n_clusters != b->n_clusters || a->n_listeners != b->n_listeners)
+        return 0;
+    for (uint32_t c = 0; c < a->n_clusters; c++) {
+        const struct keel_cluster *x = &a->clusters[c], *y = &b->clusters[c];
+        if (x->cfg != y->cfg || x->n_eps != y->n_eps)
+            return 0;
+        for (uint32_t i = 0; i < x->n_eps; i++) {
+            const struct keel_endpoint *e = &x->eps[i], *f = &y->eps[i];
+            if (e->load != f->load || e->weight != f->weight || e->health != f->health ||
+                strcmp(e->name, f->name) || strcmp(e->reason, f->reason))
+                return 0;
+        }
+    }
+    for (uint32_t i = 0; i < a->n_listeners; i++)
+        if (a->listeners[i].n_routes != b->listeners[i].n_routes)
+            return 0;
+    return 1;
 }

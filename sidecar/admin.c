@@ -12,6 +12,7 @@
 #include "keel/log.h"
 #include "admin.h"
 #include "conn.h"
+#include "discovery.h"
 
 #define ADMIN_MAX_REQ 16384
 
@@ -185,6 +186,40 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
         label(b, s->clusters[c].name);
         keel_buf_printf(b, "\"} %llu\n", (unsigned long long)cum);
     }
+    if (rt->disc) {
+        struct keel_discovery *d = rt->disc;
+        double now = ev_now(rt->control_loop);
+        help(b, "keel_discovery_seconds_since_success", "gauge",
+             "Seconds since the cluster's discovery source last answered (absent: never).");
+        for (size_t i = 0; i < d->n_cl; i++) {
+            if (d->cl[i].last_ok <= 0)
+                continue;
+            keel_buf_printf(b, "keel_discovery_seconds_since_success{cluster=\"");
+            label(b, d->cl[i].cfg->name);
+            keel_buf_printf(b, "\"} %.3f\n", now - d->cl[i].last_ok);
+        }
+        help(b, "keel_discovery_errors_total", "counter",
+             "Failed discovery requests (the last good endpoints were kept).");
+        for (size_t i = 0; i < d->n_cl; i++) {
+            keel_buf_printf(b, "keel_discovery_errors_total{cluster=\"");
+            label(b, d->cl[i].cfg->name);
+            keel_buf_printf(b, "\"} %llu\n", (unsigned long long)d->cl[i].errors);
+        }
+        help(b, "keel_discovery_answers_total", "counter", "Successful discovery answers.");
+        for (size_t i = 0; i < d->n_cl; i++) {
+            keel_buf_printf(b, "keel_discovery_answers_total{cluster=\"");
+            label(b, d->cl[i].cfg->name);
+            keel_buf_printf(b, "\"} %llu\n", (unsigned long long)d->cl[i].answers);
+        }
+        help(b, "keel_discovery_index", "gauge", "Last X-Consul-Index seen per Consul cluster.");
+        for (size_t i = 0; i < d->n_cl; i++) {
+            if (d->cl[i].cfg->discovery != KEEL_DISC_CONSUL)
+                continue;
+            keel_buf_printf(b, "keel_discovery_index{cluster=\"");
+            label(b, d->cl[i].cfg->name);
+            keel_buf_printf(b, "\"} %llu\n", (unsigned long long)d->cl[i].index);
+        }
+    }
     help(b, "keel_snapshot_generation", "gauge", "Generation of the routing snapshot in use.");
     keel_buf_printf(b, "keel_snapshot_generation %llu\n", (unsigned long long)s->gen);
     help(b, "keel_draining", "gauge", "1 while keel is shutting down.");
@@ -200,7 +235,7 @@ static const char *ep_state(const struct keel_endpoint *ep, const char **reason)
         return "draining";
     }
     if (ep->health & KEEL_EP_H_DISCOVERY) {
-        *reason = "discovery reports it draining or critical";
+        *reason = ep->reason[0] ? ep->reason : "discovery reports it draining";
         return "draining";
     }
     if (ep->health & KEEL_EP_H_ACTIVE) {
@@ -215,7 +250,7 @@ static const char *ep_state(const struct keel_endpoint *ep, const char **reason)
         *reason = "weight is 0";
         return "draining";
     }
-    *reason = "serving";
+    *reason = ep->reason[0] ? ep->reason : "serving";
     return "healthy";
 }
 
@@ -232,7 +267,25 @@ int keel_admin_clusters(struct keel_runtime *rt, struct keel_buf *b)
         json_t *eps = json_array();
         json_object_set_new(jc, "name", json_string(cl->name));
         json_object_set_new(jc, "lb", json_string(cl->lb->name));
-        json_object_set_new(jc, "discovery", json_string("static"));
+        const struct keel_dcluster *dc = rt->disc ? keel_discovery_find(rt->disc, cl->name) : NULL;
+        if (dc) {
+            json_t *jd = json_object();
+            double now = ev_now(rt->control_loop);
+            json_object_set_new(jd, "source",
+                                json_string(keel_discovery_kind_str(dc->cfg->discovery)));
+            if (dc->cfg->service)
+                json_object_set_new(jd, "service", json_string(dc->cfg->service));
+            if (dc->cfg->dns_name)
+                json_object_set_new(jd, "name", json_string(dc->cfg->dns_name));
+            json_object_set_new(jd, "index", json_integer((json_int_t)dc->index));
+            json_object_set_new(jd, "seconds_since_success",
+                                dc->last_ok > 0 ? json_real(now - dc->last_ok) : json_null());
+            json_object_set_new(jd, "from_state_file", json_boolean(dc->from_state_file));
+            json_object_set_new(jd, "answers", json_integer((json_int_t)dc->answers));
+            json_object_set_new(jd, "errors", json_integer((json_int_t)dc->errors));
+            json_object_set_new(jd, "last_error", json_string(dc->last_error));
+            json_object_set_new(jc, "discovery", jd);
+        }
         if (cl->stats)
             json_object_set_new(jc, "no_endpoint",
                                 json_integer((json_int_t)ld(&cl->stats->no_endpoint)));
@@ -242,6 +295,7 @@ int keel_admin_clusters(struct keel_runtime *rt, struct keel_buf *b)
             json_t *je = json_object();
             json_t *reqs = json_object();
             json_object_set_new(je, "address", json_string(ep->name));
+            json_object_set_new(je, "id", json_string(ep->id));
             json_object_set_new(je, "weight", json_integer(ep->weight));
             json_object_set_new(
                 je, "active",

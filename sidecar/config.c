@@ -6,7 +6,9 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -14,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 int keel_config_resolve_names = 1;
@@ -39,6 +43,9 @@ struct ctx {
     size_t cap;
     int nomem;
     int truncated;
+    /* discovery: consul.catalog / consul.catalog_listener nodes, resolved after listeners */
+    yaml_node_t *catalog_node, *catalog_listener_node;
+    int seen_http; /* an http listener was parsed already (default catalog listener) */
 };
 
 /* Quoted, escaped, truncated copy of user text for messages. */
@@ -481,18 +488,18 @@ static int parse_duration(const char *s, size_t len, uint32_t *out)
     return 0;
 }
 
-static void get_duration(struct ctx *c, yaml_node_t *n, const char *path, uint32_t min_ms,
-                         uint32_t *out)
+static int get_duration(struct ctx *c, yaml_node_t *n, const char *path, uint32_t min_ms,
+                        uint32_t *out)
 {
     struct qbuf q;
     size_t len;
     if (n->type != YAML_SCALAR_NODE || is_null(n)) {
         err(c, n, path, "expected a duration (e.g. 250ms, 5s, 2m, 1h), found %s", describe(&q, n));
-        return;
+        return -1;
     }
     const char *s = scalar(c, n, path, "a duration", &len);
     if (!s)
-        return;
+        return -1;
     uint32_t v;
     int rc = parse_duration(s, len, &v);
     if (rc == -1) {
@@ -500,19 +507,55 @@ static void get_duration(struct ctx *c, yaml_node_t *n, const char *path, uint32
             "invalid duration %s (expected a non-negative integer with unit ms, s, m or h, "
             "e.g. 250ms, 5s, 2m, 1h, or a bare integer of seconds)",
             quote(&q, s, len));
-        return;
+        return -1;
     }
     if (rc == -2) {
         err(c, n, path, "duration %s is too large (maximum 4294967295ms, about 49 days)",
             quote(&q, s, len));
-        return;
+        return -1;
     }
     if (v < min_ms) {
         err(c, n, path, "duration %s is too short (minimum %" PRIu32 "ms)", quote(&q, s, len),
             min_ms);
-        return;
+        return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* A duration in the largest unit that shows it exactly, for range messages. */
+static const char *fmt_ms(char buf[16], uint32_t ms)
+{
+    if (ms == 0)
+        snprintf(buf, 16, "0");
+    else if (ms % 3600000 == 0)
+        snprintf(buf, 16, "%" PRIu32 "h", ms / 3600000);
+    else if (ms % 60000 == 0)
+        snprintf(buf, 16, "%" PRIu32 "m", ms / 60000);
+    else if (ms % 1000 == 0)
+        snprintf(buf, 16, "%" PRIu32 "s", ms / 1000);
+    else
+        snprintf(buf, 16, "%" PRIu32 "ms", ms);
+    return buf;
+}
+
+/* A duration within min_ms..max_ms; *out is left alone on error. */
+static int get_duration_in(struct ctx *c, yaml_node_t *n, const char *path, uint32_t min_ms,
+                           uint32_t max_ms, uint32_t *out)
+{
+    struct qbuf q;
+    char lo[16], hi[16];
+    uint32_t v;
+    if (get_duration(c, n, path, 0, &v))
+        return -1;
+    if (v < min_ms || v > max_ms) {
+        err(c, n, path, "duration %s is out of range (expected %s..%s)",
+            quote(&q, (const char *)n->data.scalar.value, n->data.scalar.length),
+            fmt_ms(lo, min_ms), fmt_ms(hi, max_ms));
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 /* Sizes: bytes, or "<digits><suffix>" with k K KB KiB m M MB MiB g G GB GiB, all 1024-based.
@@ -653,10 +696,13 @@ static int valid_hostname(const char *h)
     return 1;
 }
 
-/* "host:port", "[v6]:port". Fills text, sa and salen. */
-static int get_addr(struct ctx *c, yaml_node_t *n, const char *path, struct keel_cfg_addr *a)
+/* "host:port", "[v6]:port"; with defport != 0 also "host" and "[v6]". Fills text (as
+ * written), sa and salen. */
+static int get_addr_port(struct ctx *c, yaml_node_t *n, const char *path, struct keel_cfg_addr *a,
+                         const char *defport)
 {
-    static const char *const forms = "expected host:port or [ipv6]:port with port 1..65535";
+    const char *forms = defport ? "expected host[:port] or [ipv6][:port] with port 1..65535"
+                                : "expected host:port or [ipv6]:port with port 1..65535";
     struct qbuf q, q2;
     char *text = NULL;
     if (get_str(c, n, path, "an address (host:port)", 0, &text))
@@ -669,33 +715,44 @@ static int get_addr(struct ctx *c, yaml_node_t *n, const char *path, struct keel
     }
     char buf[304];
     memcpy(buf, text, len + 1);
-    char *host, *port;
+    char *host;
+    const char *port;
     int bracket = 0;
     if (buf[0] == '[') {
         char *close = strchr(buf, ']');
-        if (!close || close[1] != ':') {
+        if (close && !close[1] && defport) {
+            *close = 0;
+            host = buf + 1;
+            port = defport;
+            bracket = 1;
+        } else if (!close || close[1] != ':') {
             err(c, n, path, "invalid address %s: missing \"]:port\" after an IPv6 address (%s)", qa,
                 forms);
             goto fail;
+        } else {
+            *close = 0;
+            host = buf + 1;
+            port = close + 2;
+            bracket = 1;
         }
-        *close = 0;
-        host = buf + 1;
-        port = close + 2;
-        bracket = 1;
     } else {
         char *colon = strrchr(buf, ':');
-        if (!colon) {
+        if (!colon && !defport) {
             err(c, n, path, "invalid address %s: missing port (%s)", qa, forms);
             goto fail;
         }
-        if (memchr(buf, ':', (size_t)(colon - buf))) {
+        if (colon && memchr(buf, ':', (size_t)(colon - buf))) {
             err(c, n, path, "invalid address %s: an IPv6 address needs brackets, e.g. [::1]:8080",
                 qa);
             goto fail;
         }
-        *colon = 0;
         host = buf;
-        port = colon + 1;
+        if (colon) {
+            *colon = 0;
+            port = colon + 1;
+        } else {
+            port = defport;
+        }
     }
     uint64_t pv = 0;
     if (parse_u64(port, strlen(port), &pv) != 0 || pv < 1 || pv > 65535) {
@@ -766,6 +823,241 @@ fail:
     return -1;
 }
 
+static int get_addr(struct ctx *c, yaml_node_t *n, const char *path, struct keel_cfg_addr *a)
+{
+    return get_addr_port(c, n, path, a, NULL);
+}
+
+/* Consul identifiers (service, datacenter, namespace, partition) go into URL paths and query
+ * strings unescaped, so only the characters Consul itself recommends are accepted. */
+static int get_ident(struct ctx *c, yaml_node_t *n, const char *path, const char *what, char **out)
+{
+    struct qbuf q;
+    char *s = NULL;
+    if (get_str(c, n, path, what, 0, &s))
+        return -1;
+    size_t len = strlen(s);
+    int ok = len <= 255;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '_' || s[i] == '-';
+    if (!ok) {
+        err(c, n, path, "invalid %s %s (expected 1..255 letters, digits, '.', '_', '-')", what,
+            quotez(&q, s));
+        free(s);
+        return -1;
+    }
+    free(*out);
+    *out = s;
+    return 0;
+}
+
+/* Consul tags are free text (the discovery code URL-escapes them); only control characters,
+ * which cannot be sent, are refused. */
+static int get_tag(struct ctx *c, yaml_node_t *n, const char *path, char **out)
+{
+    struct qbuf q;
+    char *s = NULL;
+    if (get_str(c, n, path, "a Consul tag", 0, &s))
+        return -1;
+    size_t len = strlen(s);
+    int ok = len <= 255;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = (unsigned char)s[i] >= 0x20 && s[i] != 0x7f;
+    if (!ok) {
+        err(c, n, path, "invalid Consul tag %s (expected 1..255 characters, no control characters)",
+            quotez(&q, s));
+        free(s);
+        return -1;
+    }
+    free(*out);
+    *out = s;
+    return 0;
+}
+
+/* A token is a header value: visible ASCII only. Its text never appears in messages. */
+static int valid_token_text(const char *s)
+{
+    size_t len = strlen(s);
+    if (len > 1024)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/* "http[s]://host[:port]" with an optional trailing '/'. Stored with the scheme lower-cased and
+ * without the slash, so the discovery code can append "/v1/...". The host is not resolved here:
+ * libcurl resolves it on every connection, so a Consul behind a DNS name that moves still works.
+ * Returns 1 for https, 0 for http, -1 after reporting an error. */
+static int get_http_url(struct ctx *c, yaml_node_t *n, const char *path, char **out)
+{
+    static const char *const forms = "expected http://host[:port] or https://host[:port]";
+    struct qbuf q, q2;
+    char *text = NULL;
+    if (get_str(c, n, path, "a URL", 0, &text))
+        return -1;
+    const char *qa = quotez(&q, text);
+    size_t len = strlen(text), slen;
+    int https;
+    if (!strncasecmp(text, "http://", 7)) {
+        https = 0;
+        slen = 7;
+    } else if (!strncasecmp(text, "https://", 8)) {
+        https = 1;
+        slen = 8;
+    } else {
+        const char *sep = strstr(text, "://");
+        if (sep)
+            err(c, n, path, "invalid URL %s: unsupported scheme %s (%s)", qa,
+                quote(&q2, text, (size_t)(sep - text)), forms);
+        else
+            err(c, n, path, "invalid URL %s: missing http:// or https:// (%s)", qa, forms);
+        goto fail;
+    }
+    if (len > 300) {
+        err(c, n, path, "invalid URL %s: too long (%s)", qa, forms);
+        goto fail;
+    }
+    char buf[304];
+    memcpy(buf, text + slen, len - slen + 1);
+    size_t alen = strcspn(buf, "/?#");
+    if (buf[alen] && !(buf[alen] == '/' && !buf[alen + 1])) {
+        err(c, n, path, "invalid URL %s: a path, query or fragment (%s) is not allowed (%s)", qa,
+            quotez(&q2, buf + alen), forms);
+        goto fail;
+    }
+    buf[alen] = 0;
+    if (strchr(buf, '@')) {
+        err(c, n, path, "invalid URL %s: user information is not allowed (use \"token\")", qa);
+        goto fail;
+    }
+    char *host = buf, *port = NULL;
+    if (buf[0] == '[') {
+        char *close = strchr(buf, ']');
+        if (!close || (close[1] && close[1] != ':')) {
+            err(c, n, path, "invalid URL %s: bad IPv6 address (%s)", qa, forms);
+            goto fail;
+        }
+        *close = 0;
+        host = buf + 1;
+        port = close[1] ? close + 2 : NULL;
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, host, &a6) != 1) {
+            err(c, n, path, "invalid URL %s: %s is not a numeric IPv6 address", qa,
+                quotez(&q2, host));
+            goto fail;
+        }
+    } else {
+        char *colon = strchr(buf, ':');
+        if (colon) {
+            *colon = 0;
+            port = colon + 1;
+        }
+        struct in_addr a4;
+        if (!host[0]) {
+            err(c, n, path, "invalid URL %s: missing host (%s)", qa, forms);
+            goto fail;
+        }
+        if (inet_pton(AF_INET, host, &a4) != 1) {
+            if (strspn(host, "0123456789.") == strlen(host)) {
+                err(c, n, path, "invalid URL %s: %s is not a valid IPv4 address", qa,
+                    quotez(&q2, host));
+                goto fail;
+            }
+            if (!valid_hostname(host)) {
+                err(c, n, path,
+                    "invalid URL %s: %s is neither an IPv4 address nor a host name (%s)", qa,
+                    quotez(&q2, host), forms);
+                goto fail;
+            }
+        }
+    }
+    uint64_t pv;
+    if (port && (parse_u64(port, strlen(port), &pv) != 0 || pv < 1 || pv > 65535)) {
+        err(c, n, path, "invalid URL %s: bad port %s (expected 1..65535)", qa, quotez(&q2, port));
+        goto fail;
+    }
+    /* Normalise: lower-case scheme, no trailing slash. */
+    for (size_t i = 0; i < slen; i++)
+        text[i] = (char)tolower((unsigned char)text[i]);
+    text[slen + alen] = 0;
+    free(*out);
+    *out = text;
+    return https;
+fail:
+    free(text);
+    return -1;
+}
+
+/* A file keel must read later: it has to exist, be a regular file and be readable now, so a
+ * typo fails at load rather than at the first TLS handshake. stat() comes first so that no
+ * device or FIFO is ever opened (opening some devices has side effects). */
+static void check_readable_file(struct ctx *c, yaml_node_t *n, const char *path, const char *what,
+                                const char *file)
+{
+    struct qbuf q;
+    struct stat st;
+    if (stat(file, &st) != 0) {
+        err(c, n, path, "cannot read %s %s: %s", what, quotez(&q, file), strerror(errno));
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        err(c, n, path, "cannot read %s %s: not a regular file", what, quotez(&q, file));
+        return;
+    }
+    int fd = open(file, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        err(c, n, path, "cannot read %s %s: %s", what, quotez(&q, file), strerror(errno));
+        return;
+    }
+    close(fd);
+}
+
+/* The state file is written later; its directory has to exist now. */
+static void check_state_path(struct ctx *c, yaml_node_t *n, const char *path, const char *file)
+{
+    struct qbuf q, q2;
+    struct stat st;
+    size_t len = strlen(file);
+    if (file[len - 1] == '/') {
+        err(c, n, path, "expected a file path, found a directory %s", quotez(&q, file));
+        return;
+    }
+    if (stat(file, &st) == 0 && S_ISDIR(st.st_mode)) {
+        err(c, n, path, "%s is a directory (expected a file path inside it)", quotez(&q, file));
+        return;
+    }
+    const char *slash = strrchr(file, '/');
+    char dir[PATH_MAX];
+    if (!slash) {
+        strcpy(dir, ".");
+    } else if (slash == file) {
+        strcpy(dir, "/");
+    } else {
+        size_t dlen = (size_t)(slash - file);
+        if (dlen >= sizeof(dir)) {
+            err(c, n, path, "path %s is too long", quotez(&q, file));
+            return;
+        }
+        memcpy(dir, file, dlen);
+        dir[dlen] = 0;
+    }
+    if (stat(dir, &st) != 0) {
+        int e = errno;
+        if (e == ENOENT)
+            err(c, n, path, "directory %s of %s does not exist (create it first)", quotez(&q, dir),
+                quotez(&q2, file));
+        else
+            err(c, n, path, "directory %s of %s: %s", quotez(&q, dir), quotez(&q2, file),
+                strerror(e));
+        return;
+    }
+    if (!S_ISDIR(st.st_mode))
+        err(c, n, path, "%s (the directory of %s) is not a directory", quotez(&q, dir),
+            quotez(&q2, file));
+}
+
 static int addr_equal(const struct keel_cfg_addr *x, const struct keel_cfg_addr *y)
 {
     if (!x->text || !y->text || x->sa.ss_family != y->sa.ss_family)
@@ -810,6 +1102,148 @@ static void parse_admin(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
         free(cfg->admin.text);
         memset(&cfg->admin, 0, sizeof(cfg->admin));
     }
+}
+
+enum {
+    CO_ADDRESS,
+    CO_TOKEN,
+    CO_CA_FILE,
+    CO_DATACENTER,
+    CO_WAIT,
+    CO_MIN_INTERVAL,
+    CO_CATALOG,
+    CO_CATALOG_LISTENER,
+    CO__N
+};
+
+static void parse_consul(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n, int *token_set)
+{
+    static const char *const keys[CO__N] = {
+        "address", "token",        "ca_file", "datacenter",
+        "wait",    "min_interval", "catalog", "catalog_listener"};
+    struct keel_cfg_consul *co = &cfg->consul;
+    yaml_node_t *v[CO__N];
+    struct qbuf q;
+    if (fields(c, n, "consul", keys, CO__N, v))
+        return;
+    int https = 0;
+    if (v[CO_ADDRESS])
+        https = get_http_url(c, v[CO_ADDRESS], "consul.address", &co->address);
+    if (v[CO_TOKEN]) {
+        char *t = NULL;
+        *token_set = 1;
+        if (get_str(c, v[CO_TOKEN], "consul.token", "a token", 1, &t) == 0) {
+            if (!valid_token_text(t))
+                err(c, v[CO_TOKEN], "consul.token",
+                    "invalid token (expected at most 1024 visible ASCII characters; the value is "
+                    "not shown)");
+            else if (t[0])
+                co->token = t, t = NULL;
+        }
+        free(t); /* "" means: no token, and do not take $CONSUL_HTTP_TOKEN either */
+    }
+    if (v[CO_CA_FILE] &&
+        get_str(c, v[CO_CA_FILE], "consul.ca_file", "a file path", 0, &co->ca_file) == 0) {
+        if (https == 0)
+            err(c, v[CO_CA_FILE], "consul.ca_file",
+                "\"ca_file\" is only used with an https:// address (consul.address is %s)",
+                quotez(&q, co->address));
+        else
+            check_readable_file(c, v[CO_CA_FILE], "consul.ca_file", "CA file", co->ca_file);
+    }
+    if (v[CO_DATACENTER])
+        get_ident(c, v[CO_DATACENTER], "consul.datacenter", "Consul datacenter name",
+                  &co->datacenter);
+    if (v[CO_WAIT])
+        get_duration_in(c, v[CO_WAIT], "consul.wait", 1000, 600000, &co->wait_ms);
+    if (v[CO_MIN_INTERVAL])
+        get_duration_in(c, v[CO_MIN_INTERVAL], "consul.min_interval", 0, 60000,
+                        &co->min_interval_ms);
+    int catalog = -1;
+    if (v[CO_CATALOG]) {
+        get_bool(c, v[CO_CATALOG], "consul.catalog", &catalog);
+        if (catalog >= 0)
+            co->catalog = catalog;
+        c->catalog_node = v[CO_CATALOG];
+    }
+    if (v[CO_CATALOG_LISTENER]) {
+        if (catalog == 0 || !v[CO_CATALOG])
+            err(c, v[CO_CATALOG_LISTENER], "consul.catalog_listener",
+                "\"catalog_listener\" is only used with \"catalog: true\"");
+        else if (get_name(c, v[CO_CATALOG_LISTENER], "consul.catalog_listener",
+                          &co->catalog_listener) == 0)
+            c->catalog_listener_node = v[CO_CATALOG_LISTENER];
+    }
+}
+
+enum { D_SERVERS, D_MIN_TTL, D_MAX_TTL, D_EMPTY_HOLD, D_TIMEOUT, D__N };
+
+static void parse_dns_servers(struct ctx *c, struct keel_cfg_dns *d, yaml_node_t *n)
+{
+    struct qbuf q;
+    if (enter(c, n, "dns.servers", YAML_SEQUENCE_NODE, "a sequence of addresses"))
+        return;
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0) {
+        err(c, n, "dns.servers",
+            "at least one server is required (omit \"servers\" to use /etc/resolv.conf)");
+        return;
+    }
+    d->servers = calloc(count, sizeof(*d->servers));
+    if (!d->servers) {
+        c->nomem = 1;
+        return;
+    }
+    d->n_servers = count;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *item = node_at(c, n->data.sequence.items.start[i]);
+        char ipath[PATHLEN];
+        if (!item)
+            continue;
+        path_idx(ipath, "dns.servers", i);
+        if (get_addr_port(c, item, ipath, &d->servers[i], "53"))
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (addr_equal(&d->servers[j], &d->servers[i])) {
+                err(c, item, ipath, "duplicate server %s (same address as dns.servers[%zu])",
+                    quotez(&q, d->servers[i].text), j);
+                break;
+            }
+        }
+    }
+}
+
+static void parse_dns(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
+{
+    static const char *const keys[D__N] = {"servers", "min_ttl", "max_ttl", "empty_hold",
+                                           "timeout"};
+    struct keel_cfg_dns *d = &cfg->dns;
+    yaml_node_t *v[D__N];
+    char a[16], b[16];
+    if (fields(c, n, "dns", keys, D__N, v))
+        return;
+    if (v[D_SERVERS])
+        parse_dns_servers(c, d, v[D_SERVERS]);
+    int min_ok = 1, max_ok = 1;
+    if (v[D_MIN_TTL])
+        min_ok = get_duration_in(c, v[D_MIN_TTL], "dns.min_ttl", 100, 3600000, &d->min_ttl_ms) == 0;
+    if (v[D_MAX_TTL])
+        max_ok =
+            get_duration_in(c, v[D_MAX_TTL], "dns.max_ttl", 1000, 86400000, &d->max_ttl_ms) == 0;
+    if (min_ok && max_ok && d->max_ttl_ms < d->min_ttl_ms) {
+        if (v[D_MAX_TTL])
+            err(c, v[D_MAX_TTL], "dns.max_ttl",
+                "max_ttl %s is below min_ttl %s (it must be at least min_ttl)",
+                fmt_ms(a, d->max_ttl_ms), fmt_ms(b, d->min_ttl_ms));
+        else
+            err(c, v[D_MIN_TTL], "dns.min_ttl",
+                "min_ttl %s is above max_ttl %s (the default; raise max_ttl too)",
+                fmt_ms(a, d->min_ttl_ms), fmt_ms(b, d->max_ttl_ms));
+    }
+    if (v[D_EMPTY_HOLD])
+        get_duration_in(c, v[D_EMPTY_HOLD], "dns.empty_hold", 0, 86400000, &d->empty_hold_ms);
+    if (v[D_TIMEOUT])
+        get_duration_in(c, v[D_TIMEOUT], "dns.timeout", 100, 60000, &d->timeout_ms);
 }
 
 static void parse_endpoints(struct ctx *c, struct keel_cfg_cluster *cl, yaml_node_t *n,
@@ -875,24 +1309,125 @@ static void parse_endpoints(struct ctx *c, struct keel_cfg_cluster *cl, yaml_nod
     }
 }
 
+enum {
+    C_NAME,
+    C_LB,
+    C_ENDPOINTS,
+    C_TIMEOUTS,
+    C_MAX_IDLE,
+    C_DISCOVERY,
+    C_SERVICE,
+    C_TAG,
+    C_DATACENTER,
+    C_NAMESPACE,
+    C_PARTITION,
+    C_WARNING,
+    C_DNS_NAME,
+    C__N
+};
+
+static const char *const disc_names[] = {"static", "consul", "dns"};
+
+/* The keys that depend on "discovery:", once the kind is known. */
+static void parse_cluster_source(struct ctx *c, struct keel_cfg *cfg, struct keel_cfg_cluster *cl,
+                                 yaml_node_t *n, yaml_node_t **v, const char *path)
+{
+    static const char *const warn_modes[] = {"serve", "drain"};
+    char kpath[PATHLEN];
+    struct qbuf q;
+    const char *kind = disc_names[cl->discovery];
+    for (size_t i = C_SERVICE; i <= C_DNS_NAME; i++) {
+        int want = i == C_DNS_NAME ? KEEL_DISC_DNS : KEEL_DISC_CONSUL;
+        if (!v[i] || (int)cl->discovery == want)
+            continue;
+        static const char *const names[C__N] = {
+            [C_SERVICE] = "service",       [C_TAG] = "tag",
+            [C_DATACENTER] = "datacenter", [C_NAMESPACE] = "namespace",
+            [C_PARTITION] = "partition",   [C_WARNING] = "warning",
+            [C_DNS_NAME] = "dns_name"};
+        path_key(kpath, path, names[i]);
+        err(c, v[i], kpath,
+            "\"%s\" is only for clusters with \"discovery: %s\" (this cluster is %s)", names[i],
+            disc_names[want], kind);
+    }
+    path_key(kpath, path, "endpoints");
+    if (cl->discovery == KEEL_DISC_STATIC) {
+        if (v[C_ENDPOINTS])
+            parse_endpoints(c, cl, v[C_ENDPOINTS], kpath);
+        else
+            missing(c, n, path, "endpoints",
+                    " (a static cluster lists its endpoints; or set \"discovery: consul\" or "
+                    "\"discovery: dns\")");
+    } else if (v[C_ENDPOINTS]) {
+        err(c, v[C_ENDPOINTS], kpath, "%s clusters get their endpoints from %s; remove endpoints",
+            kind, cl->discovery == KEEL_DISC_CONSUL ? "Consul" : "DNS SRV records");
+    }
+    if (cl->discovery == KEEL_DISC_CONSUL) {
+        path_key(kpath, path, "service");
+        if (v[C_SERVICE])
+            get_ident(c, v[C_SERVICE], kpath, "Consul service name", &cl->service);
+        else
+            missing(c, n, path, "service",
+                    " (a consul cluster needs the name of the Consul service to watch)");
+        if (v[C_TAG]) {
+            path_key(kpath, path, "tag");
+            get_tag(c, v[C_TAG], kpath, &cl->tag);
+        }
+        if (v[C_DATACENTER]) {
+            path_key(kpath, path, "datacenter");
+            get_ident(c, v[C_DATACENTER], kpath, "Consul datacenter name", &cl->datacenter);
+        } else if (cfg->consul.datacenter) {
+            /* Resolved here so the discovery code has one place to look. */
+            cl->datacenter = strdup(cfg->consul.datacenter);
+            if (!cl->datacenter)
+                c->nomem = 1;
+        }
+        if (v[C_NAMESPACE]) {
+            path_key(kpath, path, "namespace");
+            get_ident(c, v[C_NAMESPACE], kpath, "Consul namespace", &cl->ns);
+        }
+        if (v[C_PARTITION]) {
+            path_key(kpath, path, "partition");
+            get_ident(c, v[C_PARTITION], kpath, "Consul partition", &cl->partition);
+        }
+        if (v[C_WARNING]) {
+            path_key(kpath, path, "warning");
+            get_choice(c, v[C_WARNING], kpath, "warning mode", warn_modes, 2, &cl->warning_drain);
+        }
+    } else if (cl->discovery == KEEL_DISC_DNS) {
+        path_key(kpath, path, "dns_name");
+        if (!v[C_DNS_NAME])
+            missing(
+                c, n, path, "dns_name",
+                " (a dns cluster needs the SRV name to resolve, e.g. _api._tcp.service.consul)");
+        else if (get_str(c, v[C_DNS_NAME], kpath, "a DNS name", 0, &cl->dns_name) == 0 &&
+                 !valid_hostname(cl->dns_name))
+            err(c, v[C_DNS_NAME], kpath,
+                "invalid DNS name %s (expected a name like _api._tcp.service.consul)",
+                quotez(&q, cl->dns_name));
+    }
+}
+
 static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_node_t *n,
                           const char *path)
 {
-    static const char *const keys[] = {"name", "lb", "endpoints", "timeouts",
-                                       "max_idle_per_endpoint"};
+    static const char *const keys[C__N] = {
+        "name",      "lb",      "endpoints", "timeouts",   "max_idle_per_endpoint",
+        "discovery", "service", "tag",       "datacenter", "namespace",
+        "partition", "warning", "dns_name"};
     static const char *const tkeys[] = {"connect", "response", "idle"};
     struct keel_cfg_cluster *cl = &cfg->clusters[idx];
-    yaml_node_t *v[5], *t[3];
+    yaml_node_t *v[C__N], *t[3];
     char kpath[PATHLEN], tpath[PATHLEN];
     struct qbuf q;
-    if (fields(c, n, path, keys, 5, v))
+    if (fields(c, n, path, keys, C__N, v))
         return;
-    if (v[0]) {
+    if (v[C_NAME]) {
         path_key(kpath, path, "name");
-        if (get_name(c, v[0], kpath, &cl->name) == 0) {
+        if (get_name(c, v[C_NAME], kpath, &cl->name) == 0) {
             for (size_t j = 0; j < idx; j++) {
                 if (cfg->clusters[j].name && !strcmp(cfg->clusters[j].name, cl->name)) {
-                    err(c, v[0], kpath, "duplicate cluster name %s (also clusters[%zu])",
+                    err(c, v[C_NAME], kpath, "duplicate cluster name %s (also clusters[%zu])",
                         quotez(&q, cl->name), j);
                     break;
                 }
@@ -901,19 +1436,14 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
     } else {
         missing(c, n, path, "name", NULL);
     }
-    if (v[1]) {
+    if (v[C_LB]) {
         int lb = (int)cl->lb;
         path_key(kpath, path, "lb");
-        get_choice(c, v[1], kpath, "policy", lb_names, KEEL_LB__COUNT, &lb);
+        get_choice(c, v[C_LB], kpath, "policy", lb_names, KEEL_LB__COUNT, &lb);
         cl->lb = (enum keel_lb_policy)lb;
     }
-    path_key(kpath, path, "endpoints");
-    if (v[2])
-        parse_endpoints(c, cl, v[2], kpath);
-    else
-        missing(c, n, path, "endpoints", NULL);
     path_key(tpath, path, "timeouts");
-    if (v[3] && fields(c, v[3], tpath, tkeys, 3, t) == 0) {
+    if (v[C_TIMEOUTS] && fields(c, v[C_TIMEOUTS], tpath, tkeys, 3, t) == 0) {
         uint32_t *dst[3] = {&cl->connect_timeout_ms, &cl->response_timeout_ms,
                             &cl->idle_timeout_ms};
         for (size_t i = 0; i < 3; i++) {
@@ -923,10 +1453,20 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
             get_duration(c, t[i], kpath, 1, dst[i]);
         }
     }
-    if (v[4]) {
+    if (v[C_MAX_IDLE]) {
         path_key(kpath, path, "max_idle_per_endpoint");
-        get_u32(c, v[4], kpath, 0, 100000, &cl->max_idle_per_endpoint);
+        get_u32(c, v[C_MAX_IDLE], kpath, 0, 100000, &cl->max_idle_per_endpoint);
     }
+    int kind = KEEL_DISC_STATIC;
+    if (v[C_DISCOVERY]) {
+        path_key(kpath, path, "discovery");
+        kind = -1;
+        get_choice(c, v[C_DISCOVERY], kpath, "discovery kind", disc_names, 3, &kind);
+        if (kind < 0)
+            return; /* which of endpoints/service/dns_name belongs here is unknown: no guess */
+    }
+    cl->discovery = (enum keel_discovery_kind)kind;
+    parse_cluster_source(c, cfg, cl, n, v, path);
 }
 
 static void parse_clusters(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
@@ -1096,15 +1636,17 @@ static void parse_match(struct ctx *c, struct keel_cfg_match *m, yaml_node_t *n,
     }
 }
 
+/* allow_empty: the Consul catalog listener, whose routes may all come from service tags. */
 static void parse_routes(struct ctx *c, struct keel_cfg *cfg, struct keel_cfg_listener *l,
-                         yaml_node_t *n, const char *path)
+                         yaml_node_t *n, const char *path, int allow_empty)
 {
     static const char *const keys[] = {"match", "cluster"};
     if (enter(c, n, path, YAML_SEQUENCE_NODE, "a sequence of routes"))
         return;
     size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     if (count == 0) {
-        err(c, n, path, "at least one route is required on an http listener");
+        if (!allow_empty)
+            err(c, n, path, "at least one route is required on an http listener");
         return;
     }
     l->routes = calloc(count, sizeof(*l->routes));
@@ -1233,6 +1775,11 @@ static void parse_listener(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml
     if (!proto_ok)
         return; /* which of routes/cluster belongs here is unknown: do not guess */
     if (l->proto == KEEL_LISTEN_HTTP) {
+        /* The catalog listener may start without routes: Consul tags add them. */
+        const char *cname = cfg->consul.catalog_listener;
+        int catalog =
+            cfg->consul.catalog && (cname ? l->name && !strcmp(l->name, cname) : !c->seen_http);
+        c->seen_http = 1;
         if (v[L_CLUSTER]) {
             path_key(kpath, path, "cluster");
             err(c, v[L_CLUSTER], kpath,
@@ -1241,8 +1788,8 @@ static void parse_listener(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml
         }
         path_key(kpath, path, "routes");
         if (v[L_ROUTES])
-            parse_routes(c, cfg, l, v[L_ROUTES], kpath);
-        else
+            parse_routes(c, cfg, l, v[L_ROUTES], kpath, catalog);
+        else if (!catalog)
             missing(c, n, path, "routes",
                     " (an http listener needs at least one route; a route without match "
                     "matches every request)");
@@ -1296,6 +1843,49 @@ static void parse_listeners(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
     }
 }
 
+/* consul.catalog_listener (or the first http listener) -> its index. */
+static void resolve_catalog_listener(struct ctx *c, struct keel_cfg *cfg)
+{
+    struct keel_cfg_consul *co = &cfg->consul;
+    struct qbuf q;
+    char known[256] = "";
+    size_t o = 0;
+    if (!co->catalog || !cfg->n_listeners)
+        return;
+    if (!co->catalog_listener) {
+        for (size_t i = 0; i < cfg->n_listeners; i++) {
+            if (cfg->listeners[i].proto == KEEL_LISTEN_HTTP) {
+                co->catalog_listener_idx = (int)i;
+                return;
+            }
+        }
+        err(c, c->catalog_node, "consul.catalog",
+            "\"catalog: true\" needs an http listener for the routes of catalog clusters (there "
+            "is none)");
+        return;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct keel_cfg_listener *l = &cfg->listeners[i];
+        if (!l->name || strcmp(l->name, co->catalog_listener))
+            continue;
+        if (l->proto != KEEL_LISTEN_HTTP)
+            err(c, c->catalog_listener_node, "consul.catalog_listener",
+                "listener %s is a tcp listener (the catalog listener must be an http listener: "
+                "it gets the routes of catalog clusters)",
+                quotez(&q, co->catalog_listener));
+        else
+            co->catalog_listener_idx = (int)i;
+        return;
+    }
+    for (size_t i = 0; i < cfg->n_listeners && o < sizeof(known); i++)
+        if (cfg->listeners[i].name && cfg->listeners[i].proto == KEEL_LISTEN_HTTP)
+            o += (size_t)snprintf(known + o, sizeof(known) - o, "%s%s", o ? ", " : "",
+                                  cfg->listeners[i].name);
+    err(c, c->catalog_listener_node, "consul.catalog_listener",
+        "unknown listener %s (http listeners: %s)", quotez(&q, co->catalog_listener),
+        o ? known : "none");
+}
+
 enum {
     T_WORKERS,
     T_LOG_LEVEL,
@@ -1304,13 +1894,18 @@ enum {
     T_ADMIN,
     T_LISTENERS,
     T_CLUSTERS,
+    T_CONSUL,
+    T_DNS,
+    T_STATE_FILE,
+    T_DEBOUNCE,
     T__N
 };
 
 static void parse_top(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *root)
 {
-    static const char *const keys[T__N] = {"workers", "log_level", "access_log", "drain_timeout",
-                                           "admin",   "listeners", "clusters"};
+    static const char *const keys[T__N] = {
+        "workers", "log_level", "access_log", "drain_timeout",     "admin", "listeners", "clusters",
+        "consul",  "dns",       "state_file", "discovery_debounce"};
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     yaml_node_t *v[T__N];
     struct qbuf q;
@@ -1331,6 +1926,26 @@ static void parse_top(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *root)
         get_duration(c, v[T_DRAIN_TIMEOUT], "drain_timeout", 0, &cfg->drain_timeout_ms);
     if (v[T_ADMIN])
         parse_admin(c, cfg, v[T_ADMIN]);
+    /* Discovery settings before clusters: clusters take their defaults from them. */
+    int token_set = 0;
+    if (v[T_CONSUL])
+        parse_consul(c, cfg, v[T_CONSUL], &token_set);
+    const char *env = getenv("CONSUL_HTTP_TOKEN");
+    if (!token_set && env && env[0]) {
+        if (!valid_token_text(env))
+            err_at(c, 1, 1, "consul.token",
+                   "$CONSUL_HTTP_TOKEN is not a valid token (expected at most 1024 visible ASCII "
+                   "characters; the value is not shown)");
+        else if (!(cfg->consul.token = strdup(env)))
+            c->nomem = 1;
+    }
+    if (v[T_DNS])
+        parse_dns(c, cfg, v[T_DNS]);
+    if (v[T_STATE_FILE] &&
+        get_str(c, v[T_STATE_FILE], "state_file", "a file path", 0, &cfg->state_file) == 0)
+        check_state_path(c, v[T_STATE_FILE], "state_file", cfg->state_file);
+    if (v[T_DEBOUNCE])
+        get_duration_in(c, v[T_DEBOUNCE], "discovery_debounce", 0, 10000, &cfg->debounce_ms);
     /* Clusters first, so routes can be resolved while their nodes are at hand. */
     if (v[T_CLUSTERS])
         parse_clusters(c, cfg, v[T_CLUSTERS]);
@@ -1340,6 +1955,7 @@ static void parse_top(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *root)
         parse_listeners(c, cfg, v[T_LISTENERS]);
     else
         missing(c, root, "", "listeners", " (at least one listener is required)");
+    resolve_catalog_listener(c, cfg);
 }
 
 /* ---- entry points ---------------------------------------------------------------------- */
@@ -1446,8 +2062,23 @@ void keel_config_free(struct keel_cfg *cfg)
             free(cl->endpoints[j].addr.text);
         free(cl->endpoints);
         free(cl->name);
+        free(cl->service);
+        free(cl->tag);
+        free(cl->datacenter);
+        free(cl->ns);
+        free(cl->partition);
+        free(cl->dns_name);
     }
     free(cfg->clusters);
+    free(cfg->consul.address);
+    free(cfg->consul.token);
+    free(cfg->consul.ca_file);
+    free(cfg->consul.datacenter);
+    free(cfg->consul.catalog_listener);
+    for (size_t i = 0; i < cfg->dns.n_servers; i++)
+        free(cfg->dns.servers[i].text);
+    free(cfg->dns.servers);
+    free(cfg->state_file);
     free(cfg->admin.text);
     free(cfg->file);
     free(cfg);
@@ -1512,7 +2143,8 @@ int keel_config_load_buf(const char *name, const char *buf, size_t len, struct k
         return KEEL_ENOMEM;
     cfg->file = strdup(c.name);
     cfg->admin.text = strdup("127.0.0.1:9901");
-    if (!cfg->file || !cfg->admin.text) {
+    cfg->consul.address = strdup("http://127.0.0.1:8500");
+    if (!cfg->file || !cfg->admin.text || !cfg->consul.address) {
         keel_config_free(cfg);
         return KEEL_ENOMEM;
     }
@@ -1521,6 +2153,14 @@ int keel_config_load_buf(const char *name, const char *buf, size_t len, struct k
     cfg->drain_timeout_ms = 15000;
     cfg->log_level = 2;
     cfg->access_log = 1;
+    cfg->consul.wait_ms = 60000;
+    cfg->consul.min_interval_ms = 2000;
+    cfg->consul.catalog_listener_idx = -1;
+    cfg->dns.min_ttl_ms = 1000;
+    cfg->dns.max_ttl_ms = 300000;
+    cfg->dns.empty_hold_ms = 30000;
+    cfg->dns.timeout_ms = 2000;
+    cfg->debounce_ms = 100;
 
     load_document(&c, cfg, buf ? buf : "", buf ? len : 0);
 

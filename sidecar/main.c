@@ -13,11 +13,13 @@
 #include "keel/log.h"
 #include "keel/snap.h"
 #include "admin.h"
+#include "discovery.h"
 #include "worker.h"
 
 #define KEEL_VERSION "0.1.0"
 
 static struct keel_runtime rt;
+static struct keel_discovery disc;
 static ev_timer drain_timer;
 
 static void usage(FILE *f)
@@ -57,6 +59,14 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         keel_worker_drain(&rt.workers[i]);
     ev_timer_init(&drain_timer, on_drain_timeout, rt.cfg->drain_timeout_ms / 1000.0, 0.);
     ev_timer_start(loop, &drain_timer);
+}
+
+/* A new snapshot from discovery: every worker adopts it between two events. */
+static void on_publish(struct keel_snap *s, void *arg)
+{
+    rt.snap = s;
+    for (uint32_t i = 0; i < rt.n_workers; i++)
+        keel_worker_offer(&rt.workers[i], s);
 }
 
 static void on_control_wake(struct ev_loop *loop, ev_async *a, int revents)
@@ -138,12 +148,13 @@ int main(int argc, char **argv)
         KEEL_ERROR("out of memory at start-up");
         return 1;
     }
-    rt.snap = keel_snap_from_config(cfg, 1, rt.cstats);
-    if (!rt.snap) {
+    rt.control_loop = ev_default_loop(EVFLAG_AUTO);
+    rt.disc = &disc;
+    /* The first snapshot goes into the (not yet started) workers' mailboxes. */
+    if (keel_discovery_init(&disc, rt.control_loop, cfg, rt.cstats, on_publish, NULL) != 0) {
         KEEL_ERROR("cannot build the routing snapshot");
         return 1;
     }
-    rt.control_loop = ev_default_loop(EVFLAG_AUTO);
     ev_async_init(&rt.control_wake, on_control_wake);
     ev_async_start(rt.control_loop, &rt.control_wake);
 
@@ -154,7 +165,6 @@ int main(int argc, char **argv)
         w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
         if (!w->loop || keel_worker_bind(w) != 0)
             return 1;
-        keel_worker_offer(w, rt.snap);
     }
     if (cfg->admin_enabled && keel_admin_start(&rt) != 0)
         return 1;
@@ -163,6 +173,10 @@ int main(int argc, char **argv)
             KEEL_ERROR("cannot start worker thread %u", i);
             return 1;
         }
+    }
+    if (keel_discovery_start(&disc) != 0) {
+        KEEL_ERROR("cannot start discovery");
+        return 1;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     ev_signal sig_term, sig_int;
@@ -190,7 +204,8 @@ int main(int argc, char **argv)
         ev_loop_destroy(rt.workers[i].loop);
     }
     keel_admin_stop();
-    keel_snap_unref(rt.snap);
+    keel_discovery_stop(&disc);
+    rt.snap = NULL;
     free(rt.workers);
     free(rt.lstats);
     free(rt.cstats);

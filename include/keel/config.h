@@ -19,6 +19,13 @@ enum keel_lb_policy {
 
 enum keel_listener_proto { KEEL_LISTEN_HTTP = 0, KEEL_LISTEN_TCP };
 
+/* Where a cluster's endpoints come from ("discovery:" of a cluster). */
+enum keel_discovery_kind {
+    KEEL_DISC_STATIC = 0, /* "static" (default): the endpoints list */
+    KEEL_DISC_CONSUL,     /* "consul": /v1/health/service/<service> blocking queries */
+    KEEL_DISC_DNS,        /* "dns": SRV records of `name` */
+};
+
 /* A resolved socket address plus the text it came from. */
 struct keel_cfg_addr {
     char *text; /* as written, e.g. "127.0.0.1:8080" or "[::1]:80" or "localhost:80" */
@@ -82,6 +89,44 @@ struct keel_cfg_cluster {
     uint32_t response_timeout_ms;   /* request sent -> response head, default 60000 -> 504 */
     uint32_t idle_timeout_ms;       /* pooled upstream connection idle, default 60000 */
     uint32_t max_idle_per_endpoint; /* per worker, default 64 */
+    /* discovery */
+    enum keel_discovery_kind discovery;
+    char *service;     /* consul: service name (required there) */
+    char *tag;         /* consul: only instances carrying this tag (?tag=) */
+    char *datacenter;  /* consul: ?dc=; the loader copies consul.datacenter when unset */
+    char *ns;          /* consul: ?ns= (namespace), key "namespace" */
+    char *partition;   /* consul: ?partition= */
+    int warning_drain; /* consul: "warning: drain" (default "serve" at Weights.Warning) */
+    char *dns_name;    /* dns: SRV name, key "dns_name", e.g. _api._tcp.service.consul */
+    int dynamic;       /* made at run time from Consul catalog tags, not read from the file */
+};
+
+/* Top-level "consul:" section. Present or not, consul clusters use these (defaults). */
+struct keel_cfg_consul {
+    char *address;            /* "http://127.0.0.1:8500" (default); https:// uses ca_file.
+                                 Stored with a lower-case scheme and no trailing '/' */
+    char *token;              /* ACL token (X-Consul-Token); default: $CONSUL_HTTP_TOKEN at
+                                 load; NULL: none ("token: \"\"" forces none) */
+    char *ca_file;            /* CA bundle for https; default: the system store */
+    char *datacenter;         /* default dc for consul clusters; NULL: the agent's */
+    uint32_t wait_ms;         /* blocking query wait, default 60s, 1s..10m */
+    uint32_t min_interval_ms; /* token bucket: burst 2, then one query per this when answers
+                                 return at once; default 2s */
+    int catalog;              /* "catalog: true": services tagged "keel" become clusters */
+    char *catalog_listener;   /* listener that gets their routes; default: first http one */
+    int catalog_listener_idx; /* resolved by the loader, -1 when catalog is off */
+};
+
+/* Top-level "dns:" section for dns clusters. */
+struct keel_cfg_dns {
+    struct keel_cfg_addr *servers; /* "servers: [127.0.0.1:53]" (port 53 when omitted; text as
+                                      written, use sa); none: /etc/resolv.conf */
+    size_t n_servers;
+    uint32_t min_ttl_ms;    /* refresh floor (Consul answers TTL 0), default 1s */
+    uint32_t max_ttl_ms;    /* refresh ceiling, default 300s */
+    uint32_t empty_hold_ms; /* NXDOMAIN / empty answer empties a cluster only after this long,
+                               default 30s */
+    uint32_t timeout_ms;    /* per query, default 2s */
 };
 
 struct keel_cfg {
@@ -96,6 +141,10 @@ struct keel_cfg {
     size_t n_listeners;
     struct keel_cfg_cluster *clusters;
     size_t n_clusters;
+    struct keel_cfg_consul consul;
+    struct keel_cfg_dns dns;
+    char *state_file;     /* last good discovery answers, loaded at start; NULL: none */
+    uint32_t debounce_ms; /* "discovery_debounce", default 100ms */
 };
 
 /* Whether the loader may resolve host names in addresses with getaddrinfo() (default 1).

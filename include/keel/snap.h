@@ -33,8 +33,13 @@ struct keel_ep_load {
     _Atomic uint64_t connections; /* upstream connections opened */
 };
 
+#define KEEL_EP_ID_MAX 256
+#define KEEL_EP_REASON_MAX 128
+
 struct keel_endpoint {
-    char name[64]; /* "address:port" as shown in logs and the admin API */
+    char name[64];                   /* "address:port" as shown in logs and the admin API */
+    char id[KEEL_EP_ID_MAX];         /* identity within the cluster (see DESIGN.md 2) */
+    char reason[KEEL_EP_REASON_MAX]; /* why discovery reports this state */
     struct sockaddr_storage sa;
     socklen_t salen;
     uint32_t weight; /* effective weight; 0 = gets no new requests */

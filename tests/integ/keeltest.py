@@ -32,6 +32,9 @@ FAKE_BACKEND = os.path.join(HERE, "fake_backend.py")
 PYTHON = sys.executable or "/usr/bin/python3"
 sys.path.insert(0, HERE)
 import fake_backend  # noqa: E402  (pattern helpers shared with the backend)
+import fake_consul  # noqa: E402  (ConsulClient for start_consul)
+
+FAKE_CONSUL = os.path.join(HERE, "fake_consul.py")
 
 pattern_chunks = fake_backend.pattern_chunks
 pattern_sha256 = fake_backend.pattern_sha256
@@ -425,6 +428,22 @@ class BackendProc:
         self.proc.wait(10)
 
 
+class ConsulProc(fake_consul.ConsulClient):
+    """A fake_consul.py process: .port, .addr ("127.0.0.1:PORT"), .token, .proc, and the
+    ConsulClient methods (register, check_pass/warn/fail, service_maintenance, serf, fault,
+    requests, health, index, ...; see fake_consul.py)."""
+
+    def __init__(self, proc, port, token=None):
+        super().__init__(port, "127.0.0.1", token)
+        self.proc = proc
+        self.addr = "127.0.0.1:%d" % port
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
 class KeelProc:
     def __init__(self, proc, cfg_path, log_path, admin_port):
         self.proc = proc
@@ -579,6 +598,24 @@ class KeelTestCase(unittest.TestCase):
             p.kill()
             raise AssertionError("fake backend %s did not start: %r" % (ident, line))
         return BackendProc(ident, p, line.split()[1:])
+
+    def start_consul(self, acl_token=None, port=0, args=()):
+        """Starts fake_consul.py (port 0: a free one) and waits for 'ready' (10 s); the
+        returned ConsulProc sends acl_token with its agent calls. Stopped by SIGTERM in
+        the cleanup; its stderr is in <tmp>/consul.log."""
+        cmd = [PYTHON, FAKE_CONSUL, "--port", str(port)] + list(args)
+        if acl_token is not None:
+            cmd += ["--acl-token", acl_token]
+        errf = open(os.path.join(self.tmp, "consul.log"), "ab")
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
+        errf.close()
+        self._procs.append(p)
+        r, _, _ = select.select([p.stdout], [], [], 10)
+        line = p.stdout.readline().decode() if r else ""
+        if not line.startswith("ready "):
+            p.kill()
+            raise AssertionError("fake consul did not start: %r" % line)
+        return ConsulProc(p, int(line.split()[1]), acl_token)
 
     def start_keel(self, config_text, name="keel", wait_ready=True, admin_port=None):
         """Writes the config and starts keel; waits until GET /ready returns 200 (10 s)."""

@@ -433,31 +433,544 @@ static int contains_all(const char *msg, const char *words)
     return 1;
 }
 
-static void test_bad_table(void)
+/* ---- discovery settings ---------------------------------------------------------------- */
+
+static void write_file(const char *path, const char *text)
 {
-    size_t n = sizeof(bad_cases) / sizeof(bad_cases[0]);
-    CHECK(n >= 30);
+    FILE *f = fopen(path, "w");
+    if (CHECKF(f != NULL, "%s", path)) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void test_discovery_full(void)
+{
+    char dir[] = "/tmp/keel_test_disc_XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL))
+        return;
+    char ca[128], state[128], yaml[4096];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    snprintf(state, sizeof(state), "%s/state.json", dir);
+    write_file(ca, "-----BEGIN CERTIFICATE-----\n");
+    snprintf(yaml, sizeof(yaml),
+             "consul:\n"
+             "  address: HTTPS://consul.example.com:8501/\n"
+             "  token: s3cr3t-token\n"
+             "  ca_file: %s\n"
+             "  datacenter: dc1\n"
+             "  wait: 5m\n"
+             "  min_interval: 500ms\n"
+             "  catalog: yes\n"
+             "  catalog_listener: edge\n"
+             "dns:\n"
+             "  servers: [127.0.0.1:8600, 10.0.0.2, \"[::1]\", \"[::1]:5353\"]\n"
+             "  min_ttl: 2s\n"
+             "  max_ttl: 10m\n"
+             "  empty_hold: 0\n"
+             "  timeout: 750ms\n"
+             "state_file: %s\n"
+             "discovery_debounce: 250ms\n"
+             "listeners:\n"
+             "  - name: web\n"
+             "    address: 127.0.0.1:8080\n"
+             "    routes: [{cluster: static}]\n"
+             "  - name: db\n"
+             "    address: 127.0.0.1:5432\n"
+             "    protocol: tcp\n"
+             "    cluster: billing\n"
+             "  - name: edge\n"
+             "    address: 127.0.0.1:8081\n"
+             "clusters:\n"
+             "  - name: static\n"
+             "    discovery: static\n"
+             "    endpoints: [127.0.0.1:9001]\n"
+             "  - name: billing\n"
+             "    discovery: consul\n"
+             "    service: billing-api\n"
+             "    tag: \"keel.route=api.example.com/v1\"\n"
+             "    datacenter: dc2\n"
+             "    namespace: team-a\n"
+             "    partition: p1\n"
+             "    warning: drain\n"
+             "    lb: round_robin\n"
+             "  - name: billing-default\n"
+             "    discovery: consul\n"
+             "    service: billing\n"
+             "    warning: serve\n"
+             "  - name: search\n"
+             "    discovery: dns\n"
+             "    dns_name: _search._tcp.service.consul.\n",
+             ca, state);
+    setenv("CONSUL_HTTP_TOKEN", "from-env", 1); /* the file's token wins */
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    int rc = load(yaml, &cfg, &e);
+    unsetenv("CONSUL_HTTP_TOKEN");
+    if (!CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        dump_errors(&e);
+        goto out;
+    }
+    const struct keel_cfg_consul *co = &cfg->consul;
+    CHECKF(streq(co->address, "https://consul.example.com:8501"), "%s", co->address);
+    CHECK(streq(co->token, "s3cr3t-token"));
+    CHECK(streq(co->ca_file, ca));
+    CHECK(streq(co->datacenter, "dc1"));
+    CHECK(co->wait_ms == 300000);
+    CHECK(co->min_interval_ms == 500);
+    CHECK(co->catalog == 1);
+    CHECK(streq(co->catalog_listener, "edge"));
+    CHECK(co->catalog_listener_idx == 2);
+    CHECK(cfg->n_listeners == 3 && cfg->listeners[2].n_routes == 0 &&
+          cfg->listeners[2].routes == NULL);
+    CHECK(cfg->listeners[1].cluster_idx == 1);
+
+    const struct keel_cfg_dns *d = &cfg->dns;
+    CHECK(d->n_servers == 4);
+    if (d->n_servers == 4) {
+        CHECK(streq(d->servers[0].text, "127.0.0.1:8600"));
+        CHECK(addr_is_v4(&d->servers[0], "127.0.0.1", 8600));
+        CHECK(streq(d->servers[1].text, "10.0.0.2"));
+        CHECK(addr_is_v4(&d->servers[1], "10.0.0.2", 53));
+        CHECK(streq(d->servers[2].text, "[::1]"));
+        CHECK(addr_is_v6(&d->servers[2], "::1", 53));
+        CHECK(addr_is_v6(&d->servers[3], "::1", 5353));
+    }
+    CHECK(d->min_ttl_ms == 2000);
+    CHECK(d->max_ttl_ms == 600000);
+    CHECK(d->empty_hold_ms == 0);
+    CHECK(d->timeout_ms == 750);
+    CHECK(streq(cfg->state_file, state));
+    CHECK(access(state, F_OK) != 0); /* the loader only checks; it never creates the file */
+    CHECK(cfg->debounce_ms == 250);
+
+    CHECK(cfg->n_clusters == 4);
+    if (cfg->n_clusters != 4)
+        goto out;
+    const struct keel_cfg_cluster *st = &cfg->clusters[0], *bi = &cfg->clusters[1],
+                                  *bd = &cfg->clusters[2], *se = &cfg->clusters[3];
+    CHECK(st->discovery == KEEL_DISC_STATIC && st->n_endpoints == 1);
+    CHECK(!st->service && !st->tag && !st->datacenter && !st->ns && !st->partition &&
+          !st->dns_name && !st->warning_drain && !st->dynamic);
+    CHECK(bi->discovery == KEEL_DISC_CONSUL);
+    CHECK(bi->n_endpoints == 0 && bi->endpoints == NULL);
+    CHECK(streq(bi->service, "billing-api"));
+    CHECK(streq(bi->tag, "keel.route=api.example.com/v1"));
+    CHECK(streq(bi->datacenter, "dc2"));
+    CHECK(streq(bi->ns, "team-a"));
+    CHECK(streq(bi->partition, "p1"));
+    CHECK(bi->warning_drain == 1);
+    CHECK(bi->lb == KEEL_LB_ROUND_ROBIN);
+    CHECK(bi->dns_name == NULL && bi->dynamic == 0);
+    CHECK(bd->discovery == KEEL_DISC_CONSUL && streq(bd->service, "billing"));
+    CHECK(streq(bd->datacenter, "dc1")); /* consul.datacenter, copied by the loader */
+    CHECK(bd->tag == NULL && bd->ns == NULL && bd->partition == NULL && bd->warning_drain == 0);
+    CHECK(se->discovery == KEEL_DISC_DNS);
+    CHECK(streq(se->dns_name, "_search._tcp.service.consul."));
+    CHECK(se->service == NULL && se->datacenter == NULL && se->n_endpoints == 0);
+out:
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+    unlink(ca);
+    rmdir(dir);
+}
+
+static void test_discovery_defaults(void)
+{
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    int rc = load(MIN_LISTENERS MIN_CLUSTERS, &cfg, &e);
+    if (!CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        dump_errors(&e);
+        keel_config_errors_free(&e);
+        return;
+    }
+    CHECK(streq(cfg->consul.address, "http://127.0.0.1:8500"));
+    CHECK(cfg->consul.token == NULL);
+    CHECK(cfg->consul.ca_file == NULL);
+    CHECK(cfg->consul.datacenter == NULL);
+    CHECK(cfg->consul.wait_ms == 60000);
+    CHECK(cfg->consul.min_interval_ms == 2000);
+    CHECK(cfg->consul.catalog == 0);
+    CHECK(cfg->consul.catalog_listener == NULL);
+    CHECK(cfg->consul.catalog_listener_idx == -1);
+    CHECK(cfg->dns.servers == NULL && cfg->dns.n_servers == 0);
+    CHECK(cfg->dns.min_ttl_ms == 1000);
+    CHECK(cfg->dns.max_ttl_ms == 300000);
+    CHECK(cfg->dns.empty_hold_ms == 30000);
+    CHECK(cfg->dns.timeout_ms == 2000);
+    CHECK(cfg->state_file == NULL);
+    CHECK(cfg->debounce_ms == 100);
+    CHECK(cfg->clusters[0].discovery == KEEL_DISC_STATIC);
+    keel_config_free(cfg);
+
+    /* Empty sections keep the defaults; a consul cluster alone is enough. */
+    rc = load("consul: {}\ndns: {}\n" MIN_LISTENERS
+              "clusters:\n  - {name: api, discovery: consul, service: api}\n",
+              &cfg, &e);
+    if (CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        CHECK(streq(cfg->consul.address, "http://127.0.0.1:8500"));
+        CHECK(cfg->consul.wait_ms == 60000 && cfg->dns.max_ttl_ms == 300000);
+        CHECK(cfg->clusters[0].datacenter == NULL); /* no consul.datacenter: the agent's */
+        CHECK(cfg->clusters[0].n_endpoints == 0);
+    } else {
+        dump_errors(&e);
+    }
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+
+    /* Range ends are accepted. */
+    rc = load("consul: {wait: 1s, min_interval: 0}\ndiscovery_debounce: 0\n"
+              "dns: {min_ttl: 5m, max_ttl: 5m, timeout: 100ms}\n" MIN_LISTENERS MIN_CLUSTERS,
+              &cfg, &e);
+    if (CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        CHECK(cfg->consul.wait_ms == 1000 && cfg->consul.min_interval_ms == 0);
+        CHECK(cfg->debounce_ms == 0);
+        CHECK(cfg->dns.min_ttl_ms == 300000 && cfg->dns.max_ttl_ms == 300000);
+        CHECK(cfg->dns.timeout_ms == 100);
+    } else {
+        dump_errors(&e);
+    }
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+    rc = load("consul: {wait: 10m, min_interval: 60s}\ndiscovery_debounce: 10s\n" MIN_LISTENERS
+                  MIN_CLUSTERS,
+              &cfg, &e);
+    CHECKF(rc == 0 && cfg && cfg->consul.wait_ms == 600000 &&
+               cfg->consul.min_interval_ms == 60000 && cfg->debounce_ms == 10000,
+           "rc %d", rc);
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+}
+
+/* The address as stored, or NULL on error. Caller frees. */
+static char *consul_address(const char *url)
+{
+    char yaml[512];
+    struct keel_cfg *cfg;
+    struct keel_cfg_errors e;
+    char *out = NULL;
+    snprintf(yaml, sizeof(yaml), "consul: {address: \"%s\"}\n" MIN_LISTENERS MIN_CLUSTERS, url);
+    if (load(yaml, &cfg, &e) == 0)
+        out = strdup(cfg->consul.address);
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+    return out;
+}
+
+static void test_consul_address(void)
+{
+    static const struct {
+        const char *in, *out;
+    } good[] = {
+        {"http://127.0.0.1:8500", "http://127.0.0.1:8500"},
+        {"http://127.0.0.1:8500/", "http://127.0.0.1:8500"},
+        {"HTTPS://Consul.Example.com", "https://Consul.Example.com"},
+        {"https://[::1]:8501", "https://[::1]:8501"},
+        {"http://[fe80::1]", "http://[fe80::1]"},
+        {"http://consul.service.consul:8500", "http://consul.service.consul:8500"},
+        {"http://localhost", "http://localhost"},
+    };
+    static const char *const bad[] = {
+        "127.0.0.1:8500",
+        "ftp://127.0.0.1",
+        "unix:///var/run/consul.sock",
+        "http://",
+        "http://:8500",
+        "http://127.0.0.1:",
+        "http://127.0.0.1:0",
+        "http://127.0.0.1:65536",
+        "http://127.0.0.1:85a0",
+        "http://127.0.0.1:8500/v1",
+        "http://127.0.0.1:8500//",
+        "http://127.0.0.1:8500?dc=a",
+        "http://127.0.0.1:8500#x",
+        "http://user:pw@127.0.0.1:8500",
+        "http://[::1",
+        "http://[::g]:8500",
+        "http://[::1]x",
+        "http://::1:8500",
+        "http://127.0.0.256",
+        "http://bad host",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char *got = consul_address(good[i].in);
+        CHECKF(streq(got, good[i].out), "%s -> %s, want %s", good[i].in, got ? got : "(error)",
+               good[i].out);
+        free(got);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *got = consul_address(bad[i]);
+        CHECKF(got == NULL, "%s accepted as %s", bad[i], got);
+        free(got);
+    }
+}
+
+static void test_consul_token(void)
+{
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    /* Taken from the environment at load time when the file has none. */
+    setenv("CONSUL_HTTP_TOKEN", "env-token-1", 1);
+    int rc = load(MIN_LISTENERS MIN_CLUSTERS, &cfg, &e);
+    CHECKF(rc == 0 && cfg && streq(cfg->consul.token, "env-token-1"), "rc %d", rc);
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+    /* token: "" means none, even with the variable set. */
+    rc = load("consul: {token: \"\"}\n" MIN_LISTENERS MIN_CLUSTERS, &cfg, &e);
+    CHECKF(rc == 0 && cfg && cfg->consul.token == NULL, "rc %d", rc);
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+    /* An empty variable is no token. */
+    setenv("CONSUL_HTTP_TOKEN", "", 1);
+    rc = load(MIN_LISTENERS MIN_CLUSTERS, &cfg, &e);
+    CHECKF(rc == 0 && cfg && cfg->consul.token == NULL, "rc %d", rc);
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+    /* A variable that cannot be sent as a header is an error, without echoing it. */
+    setenv("CONSUL_HTTP_TOKEN", "secret\nvalue", 1);
+    rc = load(MIN_LISTENERS MIN_CLUSTERS, &cfg, &e);
+    CHECK(rc == KEEL_ECONFIG && cfg == NULL);
+    CHECKF(e.n == 1 && starts_with(e.msgs[0], "t.yaml:1:1: consul.token: $CONSUL_HTTP_TOKEN") &&
+               !strstr(e.msgs[0], "secret"),
+           "%s", e.n ? e.msgs[0] : "-");
+    keel_config_errors_free(&e);
+    unsetenv("CONSUL_HTTP_TOKEN");
+    /* Same for the file's token. */
+    rc = load("consul:\n  token: \"secret value\"\n" MIN_LISTENERS MIN_CLUSTERS, &cfg, &e);
+    CHECK(rc == KEEL_ECONFIG && cfg == NULL);
+    CHECKF(e.n == 1 && starts_with(e.msgs[0], "t.yaml:2:10: consul.token: invalid token") &&
+               !strstr(e.msgs[0], "secret"),
+           "%s", e.n ? e.msgs[0] : "-");
+    keel_config_errors_free(&e);
+}
+
+static void test_catalog_listener(void)
+{
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    /* Default: the first http listener (after a tcp one), which may have no routes. */
+    int rc = load("consul: {catalog: true}\n"
+                  "listeners:\n"
+                  "  - {name: db, address: 127.0.0.1:5432, protocol: tcp, cluster: api}\n"
+                  "  - {name: web, address: 127.0.0.1:8080}\n"
+                  "  - {name: web2, address: 127.0.0.1:8081, routes: [{cluster: api}]}\n" C3,
+                  &cfg, &e);
+    if (CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        CHECK(cfg->consul.catalog == 1 && cfg->consul.catalog_listener == NULL);
+        CHECK(cfg->consul.catalog_listener_idx == 1);
+        CHECK(cfg->listeners[1].n_routes == 0);
+    } else {
+        dump_errors(&e);
+    }
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+    /* Only the catalog listener may go without routes. */
+    rc = load("consul: {catalog: true}\n"
+              "listeners:\n"
+              "  - {name: web, address: 127.0.0.1:8080, routes: []}\n"
+              "  - {name: web2, address: 127.0.0.1:8081}\n" C3,
+              &cfg, &e);
+    CHECK(rc == KEEL_ECONFIG);
+    CHECKF(e.n == 1 && starts_with(e.msgs[0], "t.yaml:4:5: listeners[1].routes: missing required "
+                                              "key \"routes\""),
+           "%s", e.n ? e.msgs[0] : "-");
+    keel_config_errors_free(&e);
+    /* A named one, with an explicitly empty route list. */
+    rc = load("consul: {catalog: on, catalog_listener: web2}\n"
+              "listeners:\n"
+              "  - {name: web, address: 127.0.0.1:8080, routes: [{cluster: api}]}\n"
+              "  - {name: web2, address: 127.0.0.1:8081, routes: []}\n" C3,
+              &cfg, &e);
+    CHECKF(rc == 0 && cfg && cfg->consul.catalog_listener_idx == 1, "rc %d", rc);
+    dump_errors(&e);
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+    /* Without catalog, the old rule holds for every listener. */
+    rc = load("consul: {catalog: false}\nlisteners:\n  - {name: web, address: 127.0.0.1:8080}\n" C3,
+              &cfg, &e);
+    CHECKF(rc == KEEL_ECONFIG && e.n == 1 && strstr(e.msgs[0], "missing required key \"routes\""),
+           "rc %d", rc);
+    keel_config_errors_free(&e);
+}
+
+static void test_state_file_relative(void)
+{
+    /* Relative to the working directory, which exists. */
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    int rc = load("state_file: keel-state.json\n" MIN_LISTENERS MIN_CLUSTERS, &cfg, &e);
+    CHECKF(rc == 0 && cfg && streq(cfg->state_file, "keel-state.json"), "rc %d", rc);
+    dump_errors(&e);
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+}
+
+#define CONSUL_CL(extra) "clusters:\n  - name: api\n    discovery: consul\n    service: api\n" extra
+#define DNS_CL(extra)                                                                              \
+    "clusters:\n  - name: api\n    discovery: dns\n    dns_name: _api._tcp.service.consul\n" extra
+
+static const struct bad_case disc_bad_cases[] = {
+    /* clusters: which keys belong to which discovery */
+    {L4 CONSUL_CL("    endpoints: [127.0.0.1:9001]\n"), "9:16",
+     "clusters[0].endpoints: |consul clusters get their endpoints from Consul; remove endpoints",
+     1},
+    {L4 DNS_CL("    endpoints: [127.0.0.1:9001]\n"), "9:16",
+     "clusters[0].endpoints: |dns clusters get their endpoints from DNS SRV records; remove "
+     "endpoints",
+     1},
+    {L4 "clusters:\n  - name: api\n    discovery: consul\n", "6:5",
+     "clusters[0].service: |missing required key \"service\"|Consul service", 1},
+    {L4 CONSUL_CL("    dns_name: _a._tcp.example.com\n"), "9:15",
+     "clusters[0].dns_name: |\"dns_name\" is only for clusters with \"discovery: dns\" (this "
+     "cluster is consul)",
+     1},
+    {L4 C3 "    service: api\n", "8:14",
+     "clusters[0].service: |\"service\" is only for clusters with \"discovery: consul\" (this "
+     "cluster is static)",
+     1},
+    {L4 DNS_CL("    tag: v2\n"), "9:10",
+     "clusters[0].tag: |only for clusters with \"discovery: consul\" (this cluster is dns)", 1},
+    {L4 C3 "    warning: drain\n    partition: p1\n", "8:14",
+     "clusters[0].warning: |only for clusters with \"discovery: consul\"", 2},
+    {L4 "clusters:\n  - name: api\n    discovery: dns\n", "6:5",
+     "clusters[0].dns_name: |missing required key \"dns_name\"|SRV name", 1},
+    {L4 "clusters:\n  - name: api\n", "6:5",
+     "clusters[0].endpoints: |missing required key \"endpoints\"|discovery: consul", 1},
+    {L4 "clusters:\n  - name: api\n    discovery: etcd\n    service: x\n", "7:16",
+     "clusters[0].discovery: |unknown discovery kind \"etcd\" (expected one of static, consul, "
+     "dns)",
+     1},
+    {L4 CONSUL_CL("    warning: ignore\n"), "9:14",
+     "clusters[0].warning: |unknown warning mode \"ignore\" (expected one of serve, drain)", 1},
+    {L4 "clusters:\n  - name: api\n    discovery: consul\n    service: \"api/v1\"\n", "8:14",
+     "clusters[0].service: |invalid Consul service name \"api/v1\"", 1},
+    {L4 CONSUL_CL("    datacenter: \"dc 1\"\n"), "9:17",
+     "clusters[0].datacenter: |invalid Consul datacenter name \"dc 1\"", 1},
+    {L4 CONSUL_CL("    namespace: \"a&b\"\n"), "9:16",
+     "clusters[0].namespace: |invalid Consul namespace \"a&b\"", 1},
+    {L4 CONSUL_CL("    tag: \"a\\nb\"\n"), "9:10", "clusters[0].tag: |invalid Consul tag", 1},
+    {L4 "clusters:\n  - name: api\n    discovery: dns\n    dns_name: \"_api tcp\"\n", "8:15",
+     "clusters[0].dns_name: |invalid DNS name \"_api tcp\"", 1},
+    /* consul: */
+    {"consul: {address: ftp://127.0.0.1:8500}\n" L4 C3, "1:19",
+     "consul.address: |invalid URL \"ftp://127.0.0.1:8500\": unsupported scheme \"ftp\"", 1},
+    {"consul: {address: 127.0.0.1:8500}\n" L4 C3, "1:19",
+     "consul.address: |missing http:// or https://", 1},
+    {"consul:\n  address: http://127.0.0.1:8500/v1\n" L4 C3, "2:12",
+     "consul.address: |a path, query or fragment (\"/v1\") is not allowed", 1},
+    {"consul:\n  address: http://u:p@127.0.0.1:8500\n" L4 C3, "2:12",
+     "consul.address: |user information is not allowed", 1},
+    {"consul:\n  address: http://127.0.0.1:99999\n" L4 C3, "2:12",
+     "consul.address: |bad port \"99999\"", 1},
+    {"consul: {wait: 11m}\n" L4 C3, "1:16",
+     "consul.wait: |duration \"11m\" is out of range (expected 1s..10m)", 1},
+    {"consul: {wait: 999ms}\n" L4 C3, "1:16", "consul.wait: |out of range (expected 1s..10m)", 1},
+    {"consul: {min_interval: 61s}\n" L4 C3, "1:24",
+     "consul.min_interval: |\"61s\" is out of range (expected 0..1m)", 1},
+    {"consul: {wait: 5x}\n" L4 C3, "1:16", "consul.wait: |invalid duration \"5x\"", 1},
+    {"consul: {ca_file: /etc/ssl/ca.pem}\n" L4 C3, "1:19",
+     "consul.ca_file: |only used with an https:// address (consul.address is "
+     "\"http://127.0.0.1:8500\")",
+     1},
+    {"consul:\n  address: https://consul.local:8501\n  ca_file: /nonexistent/ca.pem\n" L4 C3,
+     "3:12",
+     "consul.ca_file: |cannot read CA file \"/nonexistent/ca.pem\": No such file or directory", 1},
+    {"consul:\n  address: https://consul.local:8501\n  ca_file: /tmp\n" L4 C3, "3:12",
+     "consul.ca_file: |cannot read CA file \"/tmp\": not a regular file", 1},
+    {"consul: {datacenter: \"dc/1\"}\n" L4 C3, "1:22",
+     "consul.datacenter: |invalid Consul datacenter name", 1},
+    {"consul: {catalog: true, catalog_listener: db}\n"
+     "listeners:\n  - {name: web, address: 127.0.0.1:8080, routes: [{cluster: api}]}\n"
+     "  - {name: db, address: 127.0.0.1:5432, protocol: tcp, cluster: api}\n" C3,
+     "1:43", "consul.catalog_listener: |listener \"db\" is a tcp listener|must be an http listener",
+     1},
+    {"consul: {catalog: true, catalog_listener: wbe}\n" L4 C3, "1:43",
+     "consul.catalog_listener: |unknown listener \"wbe\" (http listeners: web)", 1},
+    {"consul: {catalog_listener: web}\n" L4 C3, "1:28",
+     "consul.catalog_listener: |only used with \"catalog: true\"", 1},
+    {"consul: {catalog: 1, catalog_listener: web}\n" L4 C3, "1:19",
+     "consul.catalog: |expected a boolean", 1},
+    {"consul: {catalog: true}\n"
+     "listeners:\n  - {name: db, address: 127.0.0.1:5432, protocol: tcp, cluster: api}\n" C3,
+     "1:19", "consul.catalog: |needs an http listener", 1},
+    {"consul: {adress: http://x:1}\n" L4 C3, "1:10",
+     "consul.adress: |unknown key \"adress\" (expected one of address, token, ca_file, "
+     "datacenter, wait, min_interval, catalog, catalog_listener)",
+     1},
+    {"consul: http://127.0.0.1:8500\n" L4 C3, "1:9", "consul: |expected a mapping", 1},
+    /* dns: */
+    {"dns:\n  min_ttl: 10s\n  max_ttl: 5s\n" L4 C3, "3:12",
+     "dns.max_ttl: |max_ttl 5s is below min_ttl 10s", 1},
+    {"dns:\n  min_ttl: 10m\n" L4 C3, "2:12",
+     "dns.min_ttl: |min_ttl 10m is above max_ttl 5m (the default", 1},
+    {"dns: {min_ttl: 50ms}\n" L4 C3, "1:16", "dns.min_ttl: |out of range (expected 100ms..1h)", 1},
+    {"dns: {max_ttl: 25h}\n" L4 C3, "1:16", "dns.max_ttl: |out of range (expected 1s..24h)", 1},
+    {"dns: {timeout: 61s}\n" L4 C3, "1:16", "dns.timeout: |out of range (expected 100ms..1m)", 1},
+    {"dns: {empty_hold: -1s}\n" L4 C3, "1:19", "dns.empty_hold: |invalid duration \"-1s\"", 1},
+    {"dns: {servers: []}\n" L4 C3, "1:16",
+     "dns.servers: |at least one server is required (omit \"servers\" to use /etc/resolv.conf)", 1},
+    {"dns: {servers: [127.0.0.1, \"127.0.0.1:53\"]}\n" L4 C3, "1:28",
+     "dns.servers[1]: |duplicate server \"127.0.0.1:53\" (same address as dns.servers[0])", 1},
+    {"dns: {servers: [\"::1\"]}\n" L4 C3, "1:17", "dns.servers[0]: |needs brackets", 1},
+    {"dns: {servers: [\"127.0.0.1:0\"]}\n" L4 C3, "1:17", "dns.servers[0]: |bad port \"0\"", 1},
+    {"dns: {servers: 127.0.0.1}\n" L4 C3, "1:16", "dns.servers: |expected a sequence of addresses",
+     1},
+    /* top level */
+    {"state_file: /nonexistent-keel-dir/state.json\n" L4 C3, "1:13",
+     "state_file: |directory \"/nonexistent-keel-dir\" of \"/nonexistent-keel-dir/state.json\" "
+     "does not exist (create it first)",
+     1},
+    {"state_file: /tmp\n" L4 C3, "1:13", "state_file: |\"/tmp\" is a directory", 1},
+    {"state_file: /tmp/keel/\n" L4 C3, "1:13", "state_file: |expected a file path", 1},
+    {"state_file: test_config.c/state.json\n" L4 C3, "1:13",
+     "state_file: |\"test_config.c\" (the directory of \"test_config.c/state.json\") is not a "
+     "directory",
+     1},
+    {"state_file: \"\"\n" L4 C3, "1:13", "state_file: |expected a file path, found an empty", 1},
+    {"discovery_debounce: 11s\n" L4 C3, "1:21",
+     "discovery_debounce: |\"11s\" is out of range (expected 0..10s)", 1},
+};
+
+static void run_bad_cases(const char *table, const struct bad_case *cases, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
-        const struct bad_case *bc = &bad_cases[i];
+        const struct bad_case *bc = &cases[i];
         struct keel_cfg *cfg = (struct keel_cfg *)1;
         struct keel_cfg_errors e;
         int rc = load(bc->yaml, &cfg, &e);
         char prefix[64];
         snprintf(prefix, sizeof(prefix), "t.yaml:%s: ", bc->pos);
-        CHECKF(rc == KEEL_ECONFIG, "case %zu: rc %d", i, rc);
-        CHECKF(cfg == NULL, "case %zu: cfg not NULL on error", i);
-        int ok = CHECKF(e.n == bc->nerr, "case %zu: %zu errors, expected %zu", i, e.n, bc->nerr);
+        CHECKF(rc == KEEL_ECONFIG, "%s case %zu: rc %d", table, i, rc);
+        CHECKF(cfg == NULL, "%s case %zu: cfg not NULL on error", table, i);
+        int ok = CHECKF(e.n == bc->nerr, "%s case %zu: %zu errors, expected %zu", table, i, e.n,
+                        bc->nerr);
         if (e.n >= 1) {
             ok &= CHECKF(!strncmp(e.msgs[0], prefix, strlen(prefix)),
-                         "case %zu: want prefix %s, got: %s", i, prefix, e.msgs[0]);
-            ok &= CHECKF(contains_all(e.msgs[0], bc->words), "case %zu: want [%s], got: %s", i,
-                         bc->words, e.msgs[0]);
+                         "%s case %zu: want prefix %s, got: %s", table, i, prefix, e.msgs[0]);
+            ok &= CHECKF(contains_all(e.msgs[0], bc->words), "%s case %zu: want [%s], got: %s",
+                         table, i, bc->words, e.msgs[0]);
         }
         if (!ok || getenv("KEEL_TEST_VERBOSE"))
             dump_errors(&e);
         keel_config_errors_free(&e);
         CHECK(e.n == 0 && e.msgs == NULL);
     }
+}
+
+static void test_discovery_bad_table(void)
+{
+    size_t n = sizeof(disc_bad_cases) / sizeof(disc_bad_cases[0]);
+    CHECK(n >= 15);
+    run_bad_cases("discovery", disc_bad_cases, n);
+}
+
+static void test_bad_table(void)
+{
+    size_t n = sizeof(bad_cases) / sizeof(bad_cases[0]);
+    CHECK(n >= 30);
+    run_bad_cases("core", bad_cases, n);
 }
 
 static void test_all_errors_reported(void)
@@ -725,12 +1238,24 @@ static void test_example_file(void)
         keel_config_errors_free(&e);
         return;
     }
-    CHECK(cfg->workers == 2 && cfg->n_listeners == 2 && cfg->n_clusters == 4);
+    CHECK(cfg->workers == 2 && cfg->n_listeners == 2 && cfg->n_clusters == 6);
     CHECK(cfg->listeners[0].n_routes == 5);
     CHECK(cfg->listeners[1].proto == KEEL_LISTEN_TCP && cfg->listeners[1].cluster_idx == 3);
     CHECK(cfg->listeners[1].max_connections == 500);
     CHECK(cfg->clusters[0].n_endpoints == 3 && cfg->clusters[0].endpoints[0].weight == 2);
     CHECK(cfg->clusters[3].connect_timeout_ms == 2000);
+    /* Every discovery key is in the example. */
+    CHECK(streq(cfg->consul.address, "https://127.0.0.1:8501") && cfg->consul.token &&
+          cfg->consul.ca_file && streq(cfg->consul.datacenter, "dc1"));
+    CHECK(cfg->consul.catalog == 1 && cfg->consul.catalog_listener_idx == 0);
+    CHECK(cfg->dns.n_servers == 3 && addr_is_v4(&cfg->dns.servers[2], "10.0.0.2", 53));
+    CHECK(cfg->state_file && cfg->debounce_ms == 100);
+    if (cfg->n_clusters == 6) {
+        const struct keel_cfg_cluster *b = &cfg->clusters[4], *s = &cfg->clusters[5];
+        CHECK(b->discovery == KEEL_DISC_CONSUL && streq(b->service, "billing") && b->tag &&
+              streq(b->datacenter, "dc2") && b->ns && b->partition && b->warning_drain == 1);
+        CHECK(s->discovery == KEEL_DISC_DNS && streq(s->dns_name, "_search._tcp.service.consul"));
+    }
     keel_config_free(cfg);
     keel_config_errors_free(&e);
 }
@@ -753,9 +1278,17 @@ static void test_localhost_without_dns(void)
 int main(void)
 {
     keel_config_resolve_names = 0; /* never send DNS queries from tests */
+    unsetenv("CONSUL_HTTP_TOKEN"); /* the tests set it where they want it */
     test_full();
     test_defaults();
     test_bad_table();
+    test_discovery_full();
+    test_discovery_defaults();
+    test_consul_address();
+    test_consul_token();
+    test_catalog_listener();
+    test_state_file_relative();
+    test_discovery_bad_table();
     test_all_errors_reported();
     test_durations();
     test_sizes();
