@@ -21,7 +21,8 @@ struct consul;
 
 struct cwatch {
     struct consul *cs;
-    struct keel_dcluster *c;
+    struct keel_dcluster *c; /* NULL: the catalog watch */
+    uint64_t catalog_index;  /* catalog watch: X-Consul-Index of its last answer */
     CURL *easy;
     struct curl_slist *headers;
     char *body;
@@ -34,6 +35,7 @@ struct cwatch {
     double refilled;     /* ev_now() of the last refill */
     uint32_t backoff_ms; /* 0 after a success */
     int busy;            /* a query is in flight */
+    int stopped;         /* dynamic cluster left the catalog: no queries */
 };
 
 struct csock {
@@ -47,7 +49,8 @@ struct consul {
     CURLM *multi;
     ev_timer timer;
     struct cwatch *w;
-    size_t n_w;
+    size_t n_w, cap_w;
+    char tokhdr[1100];
     uint64_t rng;
 };
 
@@ -192,21 +195,29 @@ static void start_query(struct cwatch *w)
 {
     struct consul *cs = w->cs;
     const struct keel_cfg_consul *cc = &cs->d->cfg->consul;
-    const struct keel_cfg_cluster *cl = w->c->cfg;
     char url[4096];
     CURL *e = w->easy;
     curl_easy_reset(e);
-    char *svc = curl_easy_escape(e, cl->service, 0);
-    snprintf(url, sizeof(url), "%s/v1/health/service/%s", cc->address, svc ? svc : "");
-    curl_free(svc);
-    append_param(e, url, sizeof(url), "dc", cl->datacenter ? cl->datacenter : cc->datacenter);
-    append_param(e, url, sizeof(url), "tag", cl->tag);
-    append_param(e, url, sizeof(url), "ns", cl->ns);
-    append_param(e, url, sizeof(url), "partition", cl->partition);
+    uint64_t index;
+    if (w->c) {
+        const struct keel_cfg_cluster *cl = w->c->cfg;
+        char *svc = curl_easy_escape(e, cl->service, 0);
+        snprintf(url, sizeof(url), "%s/v1/health/service/%s", cc->address, svc ? svc : "");
+        curl_free(svc);
+        append_param(e, url, sizeof(url), "dc", cl->datacenter ? cl->datacenter : cc->datacenter);
+        append_param(e, url, sizeof(url), "tag", cl->tag);
+        append_param(e, url, sizeof(url), "ns", cl->ns);
+        append_param(e, url, sizeof(url), "partition", cl->partition);
+        index = w->c->index;
+    } else {
+        snprintf(url, sizeof(url), "%s/v1/catalog/services", cc->address);
+        append_param(e, url, sizeof(url), "dc", cc->datacenter);
+        index = w->catalog_index;
+    }
     uint32_t wait_s = cc->wait_ms / 1000 ? cc->wait_ms / 1000 : 1;
-    if (w->c->index > 0) {
+    if (index > 0) {
         char num[32];
-        snprintf(num, sizeof(num), "%llu", (unsigned long long)w->c->index);
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)index);
         append_param(e, url, sizeof(url), "index", num);
         snprintf(num, sizeof(num), "%us", wait_s);
         append_param(e, url, sizeof(url), "wait", num);
@@ -234,15 +245,24 @@ static void start_query(struct cwatch *w)
     CURLMcode mc = curl_multi_add_handle(cs->multi, e);
     if (mc != CURLM_OK) {
         w->busy = 0;
-        keel_discovery_error(cs->d, w->c, "consul: cannot start a request: %s",
-                             curl_multi_strerror(mc));
+        KEEL_WARN_RL("consul: cannot start a request: %s", curl_multi_strerror(mc));
         schedule(w, 1.0);
     }
+}
+
+static void watch_error(struct cwatch *w, const char *fmt, const char *a, const char *b)
+{
+    if (w->c)
+        keel_discovery_error(w->cs->d, w->c, fmt, a, b);
+    else
+        KEEL_WARN_RL("consul catalog: keeping the last list of services: %s %s", a, b);
 }
 
 static void on_next(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct cwatch *w = t->data;
+    if (w->stopped || w->busy)
+        return;
     /* Token bucket: a burst of two, then one query per min_interval while answers come back at
      * once (an index that keeps changing must not turn into a query storm). */
     double now = ev_now(loop);
@@ -281,6 +301,96 @@ static double backoff(struct cwatch *w)
     return half + half * (double)(rnd(w->cs) % 1000) / 1000.0;
 }
 
+static struct cwatch *new_watch(struct consul *cs, struct keel_dcluster *c);
+
+/* Health answer of a cluster made from catalog tags: the newest instance's keel.* tags set
+ * its route and policy; instances that disagree are reported, never a reason to drop it. */
+static void apply_tags(struct cwatch *w, struct keel_consul_svcinfo *info)
+{
+    struct keel_dcluster *c = w->c;
+    struct keel_consul_tagcfg tc;
+    if (keel_consul_parse_tags((const char *const *)info->tags, info->n_tags,
+                               (const char *const *)info->meta_keys,
+                               (const char *const *)info->meta_values, info->n_meta, &tc) != 0) {
+        keel_consul_tagcfg_free(&tc);
+        return;
+    }
+    char errs[sizeof(c->tag_errors)] = "";
+    for (size_t i = 0; i < tc.n_errors; i++) {
+        size_t l = strlen(errs);
+        snprintf(errs + l, sizeof(errs) - l, "%s%s", i ? "; " : "", tc.errors[i]);
+    }
+    if (tc.protocol != KEEL_CONSUL_PROTO_HTTP) {
+        size_t l = strlen(errs);
+        snprintf(errs + l, sizeof(errs) - l,
+                 "%skeel.protocol=%s: not supported yet, serving as http", l ? "; " : "",
+                 keel_consul_proto_str(tc.protocol));
+    }
+    if (strcmp(errs, c->tag_errors) != 0 && errs[0])
+        KEEL_WARN("cluster %s: invalid keel tags on %s: %s", c->cfg->name, info->newest_id, errs);
+    snprintf(c->tag_errors, sizeof(c->tag_errors), "%s", errs);
+    if (info->conflicts != c->conflicts && info->conflicts)
+        KEEL_WARN("cluster %s: %zu instance(s) disagree with the newest registration %s about "
+                  "keel tags (e.g. %s); the newest wins",
+                  c->cfg->name, info->conflicts, info->newest_id, info->conflict_id);
+    c->conflicts = info->conflicts;
+    snprintf(c->conflict_id, sizeof(c->conflict_id), "%s", info->conflict_id);
+    keel_discovery_set_dynamic(w->cs->d, c, tc.route_host, tc.route_path, tc.lb, tc.warning_drain);
+    keel_consul_tagcfg_free(&tc);
+}
+
+static int has_keel_tag(const struct keel_consul_service *s)
+{
+    for (size_t i = 0; i < s->n_tags; i++)
+        if (strcmp(s->tags[i], "keel") == 0)
+            return 1;
+    return 0;
+}
+
+static void stop_watch(struct cwatch *w)
+{
+    w->stopped = 1;
+    ev_timer_stop(w->cs->d->loop, &w->next);
+    if (w->busy) {
+        curl_multi_remove_handle(w->cs->multi, w->easy);
+        w->busy = 0;
+    }
+}
+
+static void catalog_answer(struct cwatch *w, struct keel_consul_services *svcs)
+{
+    struct consul *cs = w->cs;
+    struct keel_discovery *d = cs->d;
+    for (size_t i = 0; i < svcs->n; i++) {
+        if (!has_keel_tag(&svcs->v[i]))
+            continue;
+        struct keel_dcluster *c = keel_discovery_add_dynamic(d, svcs->v[i].name);
+        if (!c)
+            continue;
+        struct cwatch *cw = c->src;
+        if (!cw) {
+            new_watch(cs, c);
+        } else if (cw->stopped) {
+            cw->stopped = 0;
+            schedule(cw, 0);
+        }
+    }
+    /* Tagged clusters the catalog no longer lists (or lists without the tag) leave. */
+    for (size_t i = d->n_file; i < d->n_cl; i++) {
+        struct keel_dcluster *c = &d->cl[i];
+        if (!c->listed)
+            continue;
+        int found = 0;
+        for (size_t k = 0; k < svcs->n && !found; k++)
+            found = strcmp(svcs->v[k].name, c->cfg->service) == 0 && has_keel_tag(&svcs->v[k]);
+        if (found)
+            continue;
+        keel_discovery_unlist(d, c);
+        if (c->src)
+            stop_watch(c->src);
+    }
+}
+
 static void finish(struct cwatch *w, CURLcode res)
 {
     struct keel_discovery *d = w->cs->d;
@@ -288,38 +398,62 @@ static void finish(struct cwatch *w, CURLcode res)
     long status = 0;
     curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &status);
     w->busy = 0;
+    if (w->stopped)
+        return;
     if (res != CURLE_OK) {
-        keel_discovery_error(d, c, "consul %s: %s", curl_easy_strerror(res),
-                             w->errbuf[0] ? w->errbuf : "");
+        watch_error(w, "consul %s: %s", curl_easy_strerror(res), w->errbuf[0] ? w->errbuf : "");
         schedule(w, backoff(w));
         return;
     }
     if (status != 200) {
         /* Keep the body short in logs: Consul's error texts are one line. */
-        char snippet[160];
+        char snippet[160], what[64];
         snprintf(snippet, sizeof(snippet), "%.*s", (int)(w->body_len < 150 ? w->body_len : 150),
                  w->body ? w->body : "");
         for (char *p = snippet; *p; p++)
             if (*p == '\n' || *p == '\r')
                 *p = ' ';
-        keel_discovery_error(d, c, "consul answered HTTP %ld%s: %s", status,
-                             status == 403 ? " (ACL token missing or not allowed)" : "", snippet);
+        snprintf(what, sizeof(what), "%ld%s", status,
+                 status == 403 ? " (ACL token missing or not allowed)" : "");
+        watch_error(w, "consul answered HTTP %s: %s", what, snippet);
         schedule(w, backoff(w));
+        return;
+    }
+    char err[256] = "";
+    if (!c) {
+        struct keel_consul_services svcs = {0};
+        if (keel_consul_parse_services(w->body ? w->body : "", w->body_len, &svcs, err,
+                                       sizeof(err)) != 0) {
+            watch_error(w, "consul catalog answer unusable: %s%s", err, "");
+            schedule(w, backoff(w));
+            return;
+        }
+        w->catalog_index =
+            keel_consul_next_index(w->catalog_index, w->have_index ? w->got_index : 0);
+        w->backoff_ms = 0;
+        catalog_answer(w, &svcs);
+        keel_consul_services_free(&svcs);
+        schedule(w, 0);
         return;
     }
     struct keel_consul_opts opts = {c->cfg->warning_drain};
     struct keel_disc_set set = {0};
+    struct keel_consul_svcinfo info;
+    memset(&info, 0, sizeof(info));
     size_t skipped = 0;
-    char err[256] = "";
     int rc = keel_consul_parse_health(w->body ? w->body : "", w->body_len, &opts, &set, &skipped,
-                                      NULL, err, sizeof(err));
+                                      c->dyn_cfg ? &info : NULL, err, sizeof(err));
     if (rc != 0) {
-        keel_discovery_error(d, c, "consul answer unusable: %s", err);
+        watch_error(w, "consul answer unusable: %s%s", err, "");
         schedule(w, backoff(w));
         return;
     }
     if (skipped)
         KEEL_WARN_RL("cluster %s: skipped %zu Consul entries: %s", c->cfg->name, skipped, err);
+    if (c->dyn_cfg) {
+        apply_tags(w, &info);
+        keel_consul_svcinfo_free(&info);
+    }
     uint64_t prev = c->index;
     c->index = keel_consul_next_index(prev, w->have_index ? w->got_index : 0);
     if (w->have_index && w->got_index < prev)
@@ -347,11 +481,42 @@ static void check_done(struct consul *cs)
     }
 }
 
+static struct cwatch *new_watch(struct consul *cs, struct keel_dcluster *c)
+{
+    if (cs->n_w >= cs->cap_w)
+        return NULL;
+    struct cwatch *w = &cs->w[cs->n_w];
+    w->easy = curl_easy_init();
+    if (!w->easy)
+        return NULL;
+    cs->n_w++;
+    w->cs = cs;
+    w->c = c;
+    if (c)
+        c->src = w;
+    if (cs->tokhdr[0])
+        w->headers = curl_slist_append(NULL, cs->tokhdr);
+    w->tokens = BUCKET_BURST;
+    w->refilled = ev_now(cs->d->loop);
+    ev_init(&w->next, on_next);
+    w->next.data = w;
+    const struct keel_cfg_consul *cc = &cs->d->cfg->consul;
+    if (c)
+        KEEL_INFO("cluster %s: watching Consul service %s at %s%s", c->cfg->name, c->cfg->service,
+                  cc->address, cs->tokhdr[0] ? " (with ACL token)" : "");
+    else
+        KEEL_INFO("consul catalog: watching services tagged keel at %s", cc->address);
+    schedule(w, 0);
+    return w;
+}
+
 int keel_consul_start(struct keel_discovery *d)
 {
     size_t n = 0;
     for (size_t i = 0; i < d->n_cl; i++)
         n += d->cl[i].cfg->discovery == KEEL_DISC_CONSUL;
+    if (d->cfg->consul.catalog)
+        n += 1 + KEEL_DISCOVERY_MAX_DYNAMIC;
     if (n == 0)
         return 0;
     static int curl_ready;
@@ -369,6 +534,7 @@ int keel_consul_start(struct keel_discovery *d)
         cs->rng = 0x9e3779b97f4a7c15ULL;
     cs->multi = curl_multi_init();
     cs->w = calloc(n, sizeof(*cs->w));
+    cs->cap_w = n;
     if (!cs->multi || !cs->w)
         return KEEL_ENOMEM;
     ev_init(&cs->timer, on_curl_timer);
@@ -377,32 +543,14 @@ int keel_consul_start(struct keel_discovery *d)
     curl_multi_setopt(cs->multi, CURLMOPT_SOCKETDATA, cs);
     curl_multi_setopt(cs->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(cs->multi, CURLMOPT_TIMERDATA, cs);
-
     const struct keel_cfg_consul *cc = &d->cfg->consul;
-    char tokhdr[1024] = "";
     if (cc->token && cc->token[0])
-        snprintf(tokhdr, sizeof(tokhdr), "X-Consul-Token: %s", cc->token);
-    for (size_t i = 0; i < d->n_cl; i++) {
-        struct keel_dcluster *c = &d->cl[i];
-        if (c->cfg->discovery != KEEL_DISC_CONSUL)
-            continue;
-        struct cwatch *w = &cs->w[cs->n_w++];
-        w->cs = cs;
-        w->c = c;
-        c->src = w;
-        w->easy = curl_easy_init();
-        if (!w->easy)
+        snprintf(cs->tokhdr, sizeof(cs->tokhdr), "X-Consul-Token: %s", cc->token);
+    for (size_t i = 0; i < d->n_cl; i++)
+        if (d->cl[i].cfg->discovery == KEEL_DISC_CONSUL && !new_watch(cs, &d->cl[i]))
             return KEEL_ENOMEM;
-        if (tokhdr[0])
-            w->headers = curl_slist_append(NULL, tokhdr);
-        w->tokens = BUCKET_BURST;
-        w->refilled = ev_now(d->loop);
-        ev_init(&w->next, on_next);
-        w->next.data = w;
-        KEEL_INFO("cluster %s: watching Consul service %s at %s%s", c->cfg->name, c->cfg->service,
-                  cc->address, tokhdr[0] ? " (with ACL token)" : "");
-        schedule(w, 0);
-    }
+    if (cc->catalog && !new_watch(cs, NULL))
+        return KEEL_ENOMEM;
     return 0;
 }
 
@@ -421,7 +569,8 @@ void keel_consul_stop(struct keel_discovery *d)
         }
         curl_slist_free_all(w->headers);
         free(w->body);
-        w->c->src = NULL;
+        if (w->c)
+            w->c->src = NULL;
     }
     ev_timer_stop(d->loop, &cs->timer);
     if (cs->multi)

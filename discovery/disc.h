@@ -48,6 +48,13 @@ struct keel_cfg_cluster;
 struct keel_cluster_stats;
 struct keel_snap;
 
+/* A route added at run time (Consul catalog tags), for one listener. */
+struct keel_disc_route_in {
+    uint32_t listener;                  /* index into cfg->listeners */
+    const struct keel_cfg_match *match; /* outlives every snapshot */
+    uint32_t cluster;                   /* index into the cls array */
+};
+
 /* One cluster as the snapshot builder takes it. */
 struct keel_disc_cluster_in {
     const struct keel_cfg_cluster *cfg; /* name, policy, timeouts; outlives every snapshot */
@@ -59,12 +66,16 @@ struct keel_disc_cluster_in {
  * Builds a snapshot from the current discovery view. cls[i].cfg must be &cfg->clusters[i] for
  * every cluster of the file (routes refer to them by index); dynamic clusters follow.
  * Endpoint identity (cluster name + id) keeps the shared load record of prev, so in-flight
- * counts survive. An endpoint of prev that is gone but still has requests in flight stays,
+ * counts survive. Run-time routes go into their listener after the file's routes that test
+ * something and before its catch-all ones (a route without conditions), the most specific
+ * first (a host before none, then the longer path prefix).
+ * An endpoint of prev that is gone but still has requests in flight stays,
  * draining, until they finish ("removed from discovery"); *zombies counts them.
  * @return the snapshot (one reference) or NULL on ENOMEM. [control]
  */
 struct keel_snap *keel_snap_build(const struct keel_cfg *cfg,
                                   const struct keel_disc_cluster_in *cls, size_t n_cls,
+                                  const struct keel_disc_route_in *routes, size_t n_routes,
                                   const struct keel_snap *prev, uint64_t gen, size_t *zombies);
 
 /** Whether two snapshots route identically (same clusters, endpoints, weights, states,

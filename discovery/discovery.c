@@ -57,19 +57,35 @@ static int static_set(const struct keel_cfg_cluster *cc, struct keel_disc_set *s
 static void publish(struct keel_discovery *d, int force)
 {
     struct keel_disc_cluster_in *in = calloc(d->n_cl ? d->n_cl : 1, sizeof(*in));
-    if (!in) {
+    struct keel_disc_route_in *routes = calloc(d->n_cl ? d->n_cl : 1, sizeof(*routes));
+    if (!in || !routes) {
+        free(in);
+        free(routes);
         KEEL_ERROR("discovery: out of memory building a snapshot; will retry");
         d->dirty = 1;
         return;
     }
+    size_t n_in = 0, n_routes = 0;
     for (size_t i = 0; i < d->n_cl; i++) {
-        in[i].cfg = d->cl[i].cfg;
-        in[i].set = &d->cl[i].set;
-        in[i].stats = d->cl[i].stats;
+        struct keel_dcluster *c = &d->cl[i];
+        if (i >= d->n_file && !c->listed)
+            continue; /* left the catalog */
+        if (i >= d->n_file && c->dyn_match && d->cfg->consul.catalog_listener_idx >= 0) {
+            routes[n_routes].listener = (uint32_t)d->cfg->consul.catalog_listener_idx;
+            routes[n_routes].match = c->dyn_match;
+            routes[n_routes].cluster = (uint32_t)n_in;
+            n_routes++;
+        }
+        in[n_in].cfg = c->cfg;
+        in[n_in].set = &c->set;
+        in[n_in].stats = c->stats;
+        n_in++;
     }
     size_t zombies = 0;
-    struct keel_snap *s = keel_snap_build(d->cfg, in, d->n_cl, d->snap, d->gen + 1, &zombies);
+    struct keel_snap *s =
+        keel_snap_build(d->cfg, in, n_in, routes, n_routes, d->snap, d->gen + 1, &zombies);
     free(in);
+    free(routes);
     if (!s) {
         KEEL_ERROR("discovery: out of memory building a snapshot; will retry");
         d->dirty = 1;
@@ -188,10 +204,12 @@ int keel_discovery_init(struct keel_discovery *d, struct ev_loop *loop, const st
     d->cfg = cfg;
     d->publish = cb;
     d->publish_arg = arg;
-    d->cl = calloc(cfg->n_clusters ? cfg->n_clusters : 1, sizeof(*d->cl));
+    /* Fixed capacity: sources keep pointers to their clusters, so the array never moves. */
+    d->cap_cl = cfg->n_clusters + (cfg->consul.catalog ? KEEL_DISCOVERY_MAX_DYNAMIC : 0);
+    d->cl = calloc(d->cap_cl ? d->cap_cl : 1, sizeof(*d->cl));
     if (!d->cl)
         return KEEL_ENOMEM;
-    d->n_cl = cfg->n_clusters;
+    d->n_cl = d->n_file = cfg->n_clusters;
     for (size_t i = 0; i < cfg->n_clusters; i++) {
         struct keel_dcluster *c = &d->cl[i];
         c->cfg = &cfg->clusters[i];
@@ -229,13 +247,152 @@ void keel_discovery_stop(struct keel_discovery *d)
     ev_timer_stop(d->loop, &d->tick);
     if (d->cfg->state_file && d->state_dirty)
         keel_discovery_save_state(d, d->cfg->state_file);
-    for (size_t i = 0; i < d->n_cl; i++)
-        keel_disc_set_free(&d->cl[i].set);
+    for (size_t i = 0; i < d->n_cl; i++) {
+        struct keel_dcluster *c = &d->cl[i];
+        keel_disc_set_free(&c->set);
+        if (c->dyn_cfg) {
+            free(c->dyn_cfg->name);
+            free(c->dyn_cfg->service);
+            free(c->dyn_cfg->datacenter);
+            free(c->dyn_cfg);
+            free(c->stats);
+        }
+        if (c->dyn_match) {
+            free(c->dyn_match->host);
+            free(c->dyn_match->path_prefix);
+            free(c->dyn_match);
+        }
+    }
+    for (size_t i = 0; i < d->n_retired; i++) {
+        free(d->retired_matches[i]->host);
+        free(d->retired_matches[i]->path_prefix);
+        free(d->retired_matches[i]);
+    }
+    free(d->retired_matches);
     free(d->cl);
     d->cl = NULL;
     d->n_cl = 0;
     keel_snap_unref(d->snap);
     d->snap = NULL;
+}
+
+/* ---- clusters from the Consul catalog ------------------------------------------------------ */
+
+void keel_discovery_touch(struct keel_discovery *d)
+{
+    mark_dirty(d);
+}
+
+struct keel_dcluster *keel_discovery_add_dynamic(struct keel_discovery *d, const char *service)
+{
+    struct keel_dcluster *c = keel_discovery_find(d, service);
+    if (c && !c->dyn_cfg) {
+        KEEL_WARN_RL("consul catalog: service %s is tagged keel but keel.yaml defines a cluster "
+                     "of that name; the file wins",
+                     service);
+        return NULL;
+    }
+    if (c) {
+        if (!c->listed) {
+            c->listed = 1;
+            KEEL_INFO("consul catalog: service %s is back; cluster restored", service);
+            mark_dirty(d);
+        }
+        return c;
+    }
+    if (d->n_cl >= d->cap_cl) {
+        KEEL_WARN_RL("consul catalog: more than %d tagged services; %s ignored",
+                     KEEL_DISCOVERY_MAX_DYNAMIC, service);
+        return NULL;
+    }
+    struct keel_cfg_cluster *cc = calloc(1, sizeof(*cc));
+    struct keel_cluster_stats *st = calloc(1, sizeof(*st));
+    if (!cc || !st || !(cc->name = strdup(service)) || !(cc->service = strdup(service)) ||
+        (d->cfg->consul.datacenter && !(cc->datacenter = strdup(d->cfg->consul.datacenter)))) {
+        if (cc) {
+            free(cc->name);
+            free(cc->service);
+        }
+        free(cc);
+        free(st);
+        KEEL_ERROR("consul catalog: out of memory adding %s", service);
+        return NULL;
+    }
+    cc->lb = KEEL_LB_WEIGHTED_LEAST_CONN;
+    cc->connect_timeout_ms = 5000;
+    cc->response_timeout_ms = 60000;
+    cc->idle_timeout_ms = 60000;
+    cc->max_idle_per_endpoint = 64;
+    cc->discovery = KEEL_DISC_CONSUL;
+    cc->dynamic = 1;
+    c = &d->cl[d->n_cl++];
+    memset(c, 0, sizeof(*c));
+    c->cfg = c->dyn_cfg = cc;
+    c->stats = st;
+    c->listed = 1;
+    KEEL_INFO("consul catalog: service %s tagged keel: new cluster", service);
+    /* No endpoints until its health answer: published then, together with its route. */
+    return c;
+}
+
+void keel_discovery_unlist(struct keel_discovery *d, struct keel_dcluster *c)
+{
+    if (!c->listed)
+        return;
+    c->listed = 0;
+    KEEL_INFO("consul catalog: service %s no longer tagged keel (or gone): cluster removed",
+              c->cfg->name);
+    mark_dirty(d);
+}
+
+static int str_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+void keel_discovery_set_dynamic(struct keel_discovery *d, struct keel_dcluster *c, const char *host,
+                                const char *path, int lb, int warning_drain)
+{
+    if (!c->dyn_cfg)
+        return;
+    int changed = 0;
+    if ((int)c->dyn_cfg->lb != lb && lb >= 0 && lb < KEEL_LB__COUNT) {
+        /* Read by the control thread only; snapshots copy the policy when built. */
+        c->dyn_cfg->lb = (enum keel_lb_policy)lb;
+        changed = 1;
+    }
+    c->dyn_cfg->warning_drain = warning_drain;
+    const char *prefix = path ? path : "/";
+    if (!c->dyn_match || !str_eq(c->dyn_match->host, host) ||
+        !str_eq(c->dyn_match->path_prefix, prefix)) {
+        /* Workers may be reading the old route: never change it in place. */
+        struct keel_cfg_match *m = calloc(1, sizeof(*m));
+        if (!m || !(m->path_prefix = strdup(prefix)) || (host && !(m->host = strdup(host)))) {
+            if (m)
+                free(m->path_prefix);
+            free(m);
+            KEEL_ERROR("cluster %s: out of memory updating its route", c->cfg->name);
+            return;
+        }
+        if (c->dyn_match) {
+            struct keel_cfg_match **r =
+                realloc(d->retired_matches, (d->n_retired + 1) * sizeof(*r));
+            if (!r) {
+                free(m->host);
+                free(m->path_prefix);
+                free(m);
+                return;
+            }
+            d->retired_matches = r;
+            r[d->n_retired++] = c->dyn_match;
+        }
+        c->dyn_match = m;
+        KEEL_INFO("cluster %s: route %s%s (from keel.route)", c->cfg->name, host ? host : "*",
+                  prefix);
+        changed = 1;
+    }
+    if (changed)
+        mark_dirty(d);
 }
 
 /* ---- state file ------------------------------------------------------------------------- */

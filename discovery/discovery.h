@@ -23,15 +23,30 @@ struct keel_dcluster {
     uint64_t answers, errors; /* counters for the admin API and metrics */
     char last_error[256];     /* "" when the last request succeeded */
     void *src;                /* the source's private watch state */
+    /* Clusters made from Consul catalog tags (consul.catalog). Their configuration and route
+     * are owned here and never freed while keel runs: snapshots that workers may still hold
+     * point into them (a replaced route goes to d->retired_matches). */
+    struct keel_cfg_cluster *dyn_cfg;
+    struct keel_cfg_match *dyn_match; /* route from keel.route; NULL: no route */
+    int listed;                       /* dynamic: the catalog lists it with the "keel" tag */
+    size_t conflicts;                 /* instances whose keel.* tags disagree with the newest */
+    char conflict_id[KEEL_DISC_ID_MAX];
+    char tag_errors[256]; /* invalid keel.* tags, "" when none */
 };
+
+/* At most this many clusters can come from the Consul catalog. */
+#define KEEL_DISCOVERY_MAX_DYNAMIC 256
 
 typedef void (*keel_discovery_publish_cb)(struct keel_snap *s, void *arg);
 
 struct keel_discovery {
     struct ev_loop *loop;
     const struct keel_cfg *cfg;
-    struct keel_dcluster *cl;
-    size_t n_cl;
+    struct keel_dcluster *cl; /* file clusters first (same order), then dynamic ones */
+    size_t n_cl, cap_cl;
+    size_t n_file;                           /* clusters from keel.yaml */
+    struct keel_cfg_match **retired_matches; /* replaced dynamic routes, freed at exit */
+    size_t n_retired;
     struct keel_snap *snap; /* newest published (one reference held here) */
     uint64_t gen;
     size_t zombies; /* endpoints kept only for their in-flight requests */
@@ -70,6 +85,22 @@ void keel_discovery_update(struct keel_discovery *d, struct keel_dcluster *c,
 /** A source failed for c: the last good set stays; the error is recorded. [control] */
 void keel_discovery_error(struct keel_discovery *d, struct keel_dcluster *c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/** Adds (or re-lists) a cluster for a Consul service found through the catalog.
+ *  @return the cluster, or NULL (capacity reached, out of memory, name taken by keel.yaml:
+ *  logged). [control] */
+struct keel_dcluster *keel_discovery_add_dynamic(struct keel_discovery *d, const char *service);
+
+/** A dynamic cluster left the catalog: it leaves the snapshot (routes too). [control] */
+void keel_discovery_unlist(struct keel_discovery *d, struct keel_dcluster *c);
+
+/** Replaces a dynamic cluster's route and policy from its keel.* tags; publishes (debounced)
+ *  when they changed. host/path NULL: any. lb: enum keel_lb_policy. [control] */
+void keel_discovery_set_dynamic(struct keel_discovery *d, struct keel_dcluster *c, const char *host,
+                                const char *path, int lb, int warning_drain);
+
+/** Marks the published snapshot stale (debounced republish). [control] */
+void keel_discovery_touch(struct keel_discovery *d);
 
 /** Finds the tracked cluster by name, or NULL. [control] */
 struct keel_dcluster *keel_discovery_find(struct keel_discovery *d, const char *name);

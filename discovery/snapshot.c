@@ -271,8 +271,66 @@ static int build_dyn_cluster(struct keel_cluster *cl, const struct keel_disc_clu
     return 0;
 }
 
+static int has_conditions(const struct keel_cfg_match *m)
+{
+    return m->host || m->path || m->path_prefix || m->n_headers || m->n_cookies;
+}
+
+/* Most specific first: a host before none, then the longer path (prefix). */
+static int specificity(const struct keel_cfg_match *m)
+{
+    size_t p = m->path ? strlen(m->path) : m->path_prefix ? strlen(m->path_prefix) : 0;
+    return (m->host ? 1 << 20 : 0) + (int)(p < (1 << 19) ? p : (1 << 19));
+}
+
+static int listener_with_dyn(struct keel_snap_listener *sl, const struct keel_cfg_listener *lc,
+                             uint32_t li, uint32_t n_clusters,
+                             const struct keel_disc_route_in *routes, size_t n_routes)
+{
+    size_t extra = 0;
+    for (size_t i = 0; i < n_routes; i++)
+        extra += routes[i].listener == li;
+    if (extra == 0)
+        return build_listener(sl, lc, n_clusters);
+    sl->cfg = lc;
+    sl->tcp_cluster = -1;
+    sl->routes = calloc(lc->n_routes + extra, sizeof(sl->routes[0]));
+    if (!sl->routes)
+        return KEEL_ENOMEM;
+    /* File routes that test something come first: the file can always override. */
+    for (size_t r = 0; r < lc->n_routes; r++) {
+        const struct keel_cfg_route *rc = &lc->routes[r];
+        if (rc->cluster_idx < 0 || (uint32_t)rc->cluster_idx >= n_clusters)
+            return KEEL_EINVAL;
+        if (has_conditions(&rc->match))
+            sl->routes[sl->n_routes++] =
+                (struct keel_snap_route){&rc->match, (uint32_t)rc->cluster_idx};
+    }
+    size_t first_dyn = sl->n_routes;
+    for (size_t i = 0; i < n_routes; i++) {
+        if (routes[i].listener != li || routes[i].cluster >= n_clusters)
+            continue;
+        /* Insertion sort: a handful of routes. */
+        size_t k = sl->n_routes++;
+        int sp = specificity(routes[i].match);
+        while (k > first_dyn && specificity(sl->routes[k - 1].match) < sp) {
+            sl->routes[k] = sl->routes[k - 1];
+            k--;
+        }
+        sl->routes[k] = (struct keel_snap_route){routes[i].match, routes[i].cluster};
+    }
+    for (size_t r = 0; r < lc->n_routes; r++) {
+        const struct keel_cfg_route *rc = &lc->routes[r];
+        if (!has_conditions(&rc->match))
+            sl->routes[sl->n_routes++] =
+                (struct keel_snap_route){&rc->match, (uint32_t)rc->cluster_idx};
+    }
+    return 0;
+}
+
 struct keel_snap *keel_snap_build(const struct keel_cfg *cfg,
                                   const struct keel_disc_cluster_in *cls, size_t n_cls,
+                                  const struct keel_disc_route_in *routes, size_t n_routes,
                                   const struct keel_snap *prev, uint64_t gen, size_t *zombies)
 {
     size_t z = 0;
@@ -297,7 +355,8 @@ struct keel_snap *keel_snap_build(const struct keel_cfg *cfg,
         s->n_listeners = (uint32_t)cfg->n_listeners;
         for (uint32_t i = 0; i < s->n_listeners; i++)
             /* File clusters keep their indices (cls[i].cfg == &cfg->clusters[i]). */
-            if (build_listener(&s->listeners[i], &cfg->listeners[i], s->n_clusters) != 0)
+            if (listener_with_dyn(&s->listeners[i], &cfg->listeners[i], i, s->n_clusters, routes,
+                                  n_routes) != 0)
                 goto fail;
     }
     if (zombies)
@@ -314,7 +373,7 @@ int keel_snap_same(const struct keel_snap *a, const struct keel_snap *b)
         return 0;
     for (uint32_t c = 0; c < a->n_clusters; c++) {
         const struct keel_cluster *x = &a->clusters[c], *y = &b->clusters[c];
-        if (x->cfg != y->cfg || x->n_eps != y->n_eps)
+        if (x->cfg != y->cfg || x->n_eps != y->n_eps || x->lb != y->lb)
             return 0;
         for (uint32_t i = 0; i < x->n_eps; i++) {
             const struct keel_endpoint *e = &x->eps[i], *f = &y->eps[i];
@@ -323,8 +382,14 @@ int keel_snap_same(const struct keel_snap *a, const struct keel_snap *b)
                 return 0;
         }
     }
-    for (uint32_t i = 0; i < a->n_listeners; i++)
-        if (a->listeners[i].n_routes != b->listeners[i].n_routes)
+    for (uint32_t i = 0; i < a->n_listeners; i++) {
+        const struct keel_snap_listener *x = &a->listeners[i], *y = &b->listeners[i];
+        if (x->n_routes != y->n_routes)
             return 0;
+        for (uint32_t r = 0; r < x->n_routes; r++)
+            if (x->routes[r].match != y->routes[r].match ||
+                x->routes[r].cluster != y->routes[r].cluster)
+                return 0;
+    }
     return 1;
 }

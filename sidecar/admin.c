@@ -211,6 +211,15 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
             label(b, d->cl[i].cfg->name);
             keel_buf_printf(b, "\"} %llu\n", (unsigned long long)d->cl[i].answers);
         }
+        help(b, "keel_discovery_tag_conflicts", "gauge",
+             "Instances of a catalog service whose keel.* tags disagree with the newest one.");
+        for (size_t i = 0; i < d->n_cl; i++) {
+            if (!d->cl[i].dyn_cfg || !d->cl[i].listed)
+                continue;
+            keel_buf_printf(b, "keel_discovery_tag_conflicts{cluster=\"");
+            label(b, d->cl[i].cfg->name);
+            keel_buf_printf(b, "\"} %zu\n", d->cl[i].conflicts);
+        }
         help(b, "keel_discovery_index", "gauge", "Last X-Consul-Index seen per Consul cluster.");
         for (size_t i = 0; i < d->n_cl; i++) {
             if (d->cl[i].cfg->discovery != KEEL_DISC_CONSUL)
@@ -284,6 +293,18 @@ int keel_admin_clusters(struct keel_runtime *rt, struct keel_buf *b)
             json_object_set_new(jd, "answers", json_integer((json_int_t)dc->answers));
             json_object_set_new(jd, "errors", json_integer((json_int_t)dc->errors));
             json_object_set_new(jd, "last_error", json_string(dc->last_error));
+            if (dc->dyn_cfg) {
+                /* Made from Consul catalog tags: what the newest registration says. */
+                json_object_set_new(jd, "from_catalog", json_true());
+                if (dc->dyn_match)
+                    json_object_set_new(
+                        jd, "route",
+                        json_pack("{s:s?,s:s}", "host", dc->dyn_match->host, "path_prefix",
+                                  dc->dyn_match->path_prefix ? dc->dyn_match->path_prefix : "/"));
+                json_object_set_new(jd, "tag_conflicts", json_integer((json_int_t)dc->conflicts));
+                json_object_set_new(jd, "tag_conflict_example", json_string(dc->conflict_id));
+                json_object_set_new(jd, "tag_errors", json_string(dc->tag_errors));
+            }
             json_object_set_new(jc, "discovery", jd);
         }
         if (cl->stats)
