@@ -549,7 +549,15 @@ class FakeConsulCliTest(unittest.TestCase):
             t = threading.Thread(target=lambda: result.setdefault(
                 "r", c.health("web", index=idx, wait="30s")), daemon=True)
             t.start()
-            time.sleep(0.3)
+            # SIGTERM only once the blocking query is held by the server (bounded wait: a
+            # fixed sleep raced with a busy machine).
+            ctl = ConsulClient(port)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if any(r.get("params", {}).get("index") for r in ctl.requests(path="/v1/health")):
+                    break
+                time.sleep(0.05)
+            time.sleep(0.2)
             p.send_signal(signal.SIGTERM)
             self.assertEqual(p.wait(5), 0)
             t.join(5)
