@@ -50,7 +50,7 @@ struct keel_conn;
 /* Process-wide state, built by main before workers start. */
 struct keel_runtime {
     struct keel_cfg *cfg;
-    struct keel_snap *snap; /* newest snapshot (borrowed from the discovery engine) */
+    struct keel_snap *snap;      /* newest snapshot (borrowed from the discovery engine) */
     struct keel_discovery *disc; /* the discovery engine (control thread) */
     struct keel_cluster_stats *cstats;
     struct keel_listener_stats *lstats;
