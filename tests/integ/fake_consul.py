@@ -763,12 +763,14 @@ class Handler(BaseHTTPRequestHandler):
         if body or status != 200 or ctype.startswith("application/json"):
             self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
+        # Log before the client can see the answer: a client that reads the log right after
+        # its response must find the status (set after the write, it raced under load).
         if self._entry is not None:
             self._entry["status"] = status
             self._entry["duration"] = round(time.monotonic() - self._start, 4)
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
 
     def _json(self, obj, params, headers=()):
         body = json.dumps(obj, indent=4 if "pretty" in params else None) + "\n"
