@@ -48,4 +48,24 @@ int keel_balancer_excluded(const struct keel_lb_req *req, uint32_t i);
 /** 64-bit hash (FNV-1a then a finaliser) for hashing client keys. [any] */
 uint64_t keel_balancer_hash(const void *data, size_t len);
 
+/** Whether endpoint i may be picked for req: eligible and not excluded. [any] */
+static inline int keel_balancer_usable(const struct keel_cluster *cl, const struct keel_lb_req *req,
+                                       uint32_t i)
+{
+    return keel_ep_eligible(&cl->eps[i]) && !keel_balancer_excluded(req, i);
+}
+
+/** In-flight requests on an endpoint across all workers (relaxed read). [any] */
+static inline uint32_t keel_balancer_active(const struct keel_endpoint *ep)
+{
+    return ep->load ? atomic_load_explicit(&ep->load->active, memory_order_relaxed) : 0;
+}
+
+/** xorshift64* step on a policy's per-state generator; a 0 state is seeded from its address.
+ *  [worker] */
+uint64_t keel_balancer_rand(uint64_t *state);
+
+/** Uniform in [0, n) from keel_balancer_rand() without a division (Lemire). [worker] */
+uint32_t keel_balancer_rand_below(uint64_t *state, uint32_t n);
+
 #endif

@@ -43,3 +43,20 @@ uint64_t keel_balancer_hash(const void *data, size_t len)
     h ^= h >> 31;
     return h;
 }
+
+uint64_t keel_balancer_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    if (x == 0)
+        x = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+uint32_t keel_balancer_rand_below(uint64_t *state, uint32_t n)
+{
+    return (uint32_t)(((keel_balancer_rand(state) >> 32) * (uint64_t)n) >> 32);
+}

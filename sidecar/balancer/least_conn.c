@@ -18,35 +18,6 @@ struct lc_state {
 /* Used when state_new failed: shared by all clusters of this thread, still rotates. */
 static _Thread_local struct lc_state fallback;
 
-static uint64_t rng_next(struct lc_state *s)
-{
-    uint64_t x = s->rng;
-
-    if (x == 0)
-        x = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    s->rng = x;
-    return x * 0x2545f4914f6cdd1dull;
-}
-
-/* Uniform in [0, n) without a division (Lemire's multiply-shift). */
-static uint32_t rng_below(struct lc_state *s, uint32_t n)
-{
-    return (uint32_t)(((rng_next(s) >> 32) * (uint64_t)n) >> 32);
-}
-
-static int usable(const struct keel_cluster *cl, const struct keel_lb_req *req, uint32_t i)
-{
-    return keel_ep_eligible(&cl->eps[i]) && !keel_balancer_excluded(req, i);
-}
-
-static uint32_t active_of(const struct keel_endpoint *ep)
-{
-    return ep->load ? atomic_load_explicit(&ep->load->active, memory_order_relaxed) : 0;
-}
-
 static int pick_scan(const struct keel_cluster *cl, struct lc_state *s,
                      const struct keel_lb_req *req)
 {
@@ -56,9 +27,9 @@ static int pick_scan(const struct keel_cluster *cl, struct lc_state *s,
     uint32_t best_active = 0;
 
     for (uint32_t k = 0, i = start; k < n; k++, i = i + 1 < n ? i + 1 : 0) {
-        if (!usable(cl, req, i))
+        if (!keel_balancer_usable(cl, req, i))
             continue;
-        uint32_t a = active_of(&cl->eps[i]);
+        uint32_t a = keel_balancer_active(&cl->eps[i]);
         if (best < 0 || a < best_active) {
             best = (int)i;
             best_active = a;
@@ -79,13 +50,13 @@ static int random_usable(const struct keel_cluster *cl, struct lc_state *s,
     uint32_t n = cl->n_eps;
 
     for (int tries = 0; tries < 4; tries++) {
-        uint32_t i = rng_below(s, n);
-        if ((int)i != avoid && usable(cl, req, i))
+        uint32_t i = keel_balancer_rand_below(&s->rng, n);
+        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
             return (int)i;
     }
-    uint32_t i = rng_below(s, n);
+    uint32_t i = keel_balancer_rand_below(&s->rng, n);
     for (uint32_t k = 0; k < n; k++, i = i + 1 < n ? i + 1 : 0)
-        if ((int)i != avoid && usable(cl, req, i))
+        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
             return (int)i;
     return -1;
 }
@@ -99,7 +70,7 @@ static int pick_two_choices(const struct keel_cluster *cl, struct lc_state *s,
     int b = random_usable(cl, s, req, a);
     if (b < 0)
         return a;
-    return active_of(&cl->eps[b]) < active_of(&cl->eps[a]) ? b : a;
+    return keel_balancer_active(&cl->eps[b]) < keel_balancer_active(&cl->eps[a]) ? b : a;
 }
 
 static int lc_pick(const struct keel_cluster *cl, void *st, const struct keel_lb_req *req)

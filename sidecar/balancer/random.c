@@ -12,19 +12,6 @@ struct rnd_state {
 /* Used when state_new failed. */
 static _Thread_local struct rnd_state fallback;
 
-static uint64_t rng_next(struct rnd_state *s)
-{
-    uint64_t x = s->rng;
-
-    if (x == 0)
-        x = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    s->rng = x;
-    return x * 0x2545f4914f6cdd1dull;
-}
-
 static int rnd_pick(const struct keel_cluster *cl, void *st, const struct keel_lb_req *req)
 {
     struct rnd_state *s = st ? st : &fallback;
@@ -36,7 +23,7 @@ static int rnd_pick(const struct keel_cluster *cl, void *st, const struct keel_l
     if (total == 0)
         return -1;
     /* The modulo bias is total / 2^64: nothing for any real sum of 32-bit weights. */
-    uint64_t r = rng_next(s) % total;
+    uint64_t r = keel_balancer_rand(&s->rng) % total;
     for (uint32_t i = 0; i < cl->n_eps; i++) {
         if (!keel_ep_eligible(&cl->eps[i]) || keel_balancer_excluded(req, i))
             continue;

@@ -24,35 +24,6 @@ struct wlc_state {
  * two-choices candidates uniformly. */
 static _Thread_local struct wlc_state fallback;
 
-static uint64_t rng_next(struct wlc_state *s)
-{
-    uint64_t x = s->rng;
-
-    if (x == 0)
-        x = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    s->rng = x;
-    return x * 0x2545f4914f6cdd1dull;
-}
-
-/* Uniform in [0, n) without a division (Lemire's multiply-shift). */
-static uint32_t rng_below(struct wlc_state *s, uint32_t n)
-{
-    return (uint32_t)(((rng_next(s) >> 32) * (uint64_t)n) >> 32);
-}
-
-static int usable(const struct keel_cluster *cl, const struct keel_lb_req *req, uint32_t i)
-{
-    return keel_ep_eligible(&cl->eps[i]) && !keel_balancer_excluded(req, i);
-}
-
-static uint32_t active_of(const struct keel_endpoint *ep)
-{
-    return ep->load ? atomic_load_explicit(&ep->load->active, memory_order_relaxed) : 0;
-}
-
 /* (a_active + 1) / a_weight < (b_active + 1) / b_weight, cross-multiplied: both sides fit in
  * 64 bits since each factor is at most 2^32. */
 static int better(uint32_t a_active, uint32_t a_weight, uint32_t b_active, uint32_t b_weight)
@@ -72,7 +43,7 @@ static int pick_wrr(const struct keel_cluster *cl, struct wlc_state *s,
     int64_t total = 0;
 
     for (uint32_t i = 0; i < cl->n_eps; i++) {
-        if (!usable(cl, req, i))
+        if (!keel_balancer_usable(cl, req, i))
             continue;
         s->cw[i] += cl->eps[i].weight;
         total += cl->eps[i].weight;
@@ -93,9 +64,9 @@ static int pick_scan(const struct keel_cluster *cl, struct wlc_state *s,
     uint32_t best_active = 0, best_weight = 0, first_active = 0;
 
     for (uint32_t k = 0, i = start; k < n; k++, i = i + 1 < n ? i + 1 : 0) {
-        if (!usable(cl, req, i))
+        if (!keel_balancer_usable(cl, req, i))
             continue;
-        uint32_t a = active_of(&cl->eps[i]), w = cl->eps[i].weight;
+        uint32_t a = keel_balancer_active(&cl->eps[i]), w = cl->eps[i].weight;
         if (best < 0)
             first_active = a;
         else if (a != first_active)
@@ -118,7 +89,7 @@ static int pick_scan(const struct keel_cluster *cl, struct wlc_state *s,
 /* An endpoint drawn with probability weight / total: the first i with cum[i] > r. */
 static uint32_t draw_weighted(struct wlc_state *s)
 {
-    uint64_t r = rng_next(s) % s->total;
+    uint64_t r = keel_balancer_rand(&s->rng) % s->total;
     uint32_t lo = 0, hi = s->n - 1;
 
     while (lo < hi) {
@@ -143,13 +114,13 @@ static int random_usable(const struct keel_cluster *cl, struct wlc_state *s,
     int weighted = s->n == n && s->total > 0;
 
     for (int tries = 0; tries < 4; tries++) {
-        uint32_t i = weighted ? draw_weighted(s) : rng_below(s, n);
-        if ((int)i != avoid && usable(cl, req, i))
+        uint32_t i = weighted ? draw_weighted(s) : keel_balancer_rand_below(&s->rng, n);
+        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
             return (int)i;
     }
-    uint32_t i = rng_below(s, n);
+    uint32_t i = keel_balancer_rand_below(&s->rng, n);
     for (uint32_t k = 0; k < n; k++, i = i + 1 < n ? i + 1 : 0)
-        if ((int)i != avoid && usable(cl, req, i))
+        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
             return (int)i;
     return -1;
 }
@@ -164,7 +135,8 @@ static int pick_two_choices(const struct keel_cluster *cl, struct wlc_state *s,
     if (b < 0)
         return a;
     const struct keel_endpoint *ea = &cl->eps[a], *eb = &cl->eps[b];
-    return better(active_of(eb), eb->weight, active_of(ea), ea->weight) ? b : a;
+    return better(keel_balancer_active(eb), eb->weight, keel_balancer_active(ea), ea->weight) ? b
+                                                                                              : a;
 }
 
 static int wlc_pick(const struct keel_cluster *cl, void *st, const struct keel_lb_req *req)
