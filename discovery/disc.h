@@ -24,6 +24,11 @@ struct keel_disc_ep {
                                           "warning: check 'mem' (serving at weight 1)",
                                           "critical: check 'serfHealth'", "node maintenance" */
     uint64_t modify_index; /* Consul Service.ModifyIndex (newest registration wins), else 0 */
+    /* Set by the engine (not the source) just before a snapshot is built: health bits of
+     * other sources (KEEL_EP_H_ACTIVE, ...) and, when one is set, why. Not compared by
+     * keel_disc_set_equal(). */
+    uint32_t extra_health;
+    char extra_reason[KEEL_DISC_REASON_MAX];
 };
 
 /* A set of endpoints (owned array). */

@@ -76,6 +76,11 @@ static void publish(struct keel_discovery *d, int force)
             routes[n_routes].cluster = (uint32_t)n_in;
             n_routes++;
         }
+        for (size_t k = 0; k < c->set.n; k++) {
+            c->set.eps[k].extra_health = 0;
+            c->set.eps[k].extra_reason[0] = 0;
+        }
+        keel_health_annotate(d, c);
         in[n_in].cfg = c->cfg;
         in[n_in].set = &c->set;
         in[n_in].stats = c->stats;
@@ -236,11 +241,14 @@ int keel_discovery_start(struct keel_discovery *d)
     int rc = keel_consul_start(d);
     if (rc == 0)
         rc = keel_dns_srv_start(d);
+    if (rc == 0)
+        rc = keel_health_start(d);
     return rc;
 }
 
 void keel_discovery_stop(struct keel_discovery *d)
 {
+    keel_health_stop(d);
     keel_consul_stop(d);
     keel_dns_srv_stop(d);
     ev_timer_stop(d->loop, &d->debounce);

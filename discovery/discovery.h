@@ -57,6 +57,7 @@ struct keel_discovery {
     void *publish_arg;
     void *consul; /* consul.c state */
     void *dns;    /* dns_srv.c state */
+    void *health; /* health.c state */
 };
 
 /**
@@ -117,6 +118,16 @@ int keel_discovery_save_state(const struct keel_discovery *d, const char *path);
  *  A missing file is not an error. @return 0, KEEL_EBADMSG (unreadable content: logged and
  *  ignored by the caller). [control] */
 int keel_discovery_load_state(struct keel_discovery *d, const char *path);
+
+/* Active health checks (health.c). */
+
+/** Starts checking every endpoint of every cluster that has a health_check. [control] */
+int keel_health_start(struct keel_discovery *d);
+/** Stops every check and frees the check state. [control] */
+void keel_health_stop(struct keel_discovery *d);
+/** Writes the check verdicts of c's endpoints into c->set (extra_health |= KEEL_EP_H_ACTIVE
+ *  and extra_reason for a failing one); called just before each snapshot build. [control] */
+void keel_health_annotate(struct keel_discovery *d, struct keel_dcluster *c);
 
 /* Sources (consul.c, dns_srv.c). Each returns 0 when it has nothing to watch. */
 int keel_consul_start(struct keel_discovery *d);

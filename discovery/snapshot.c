@@ -236,11 +236,12 @@ static int build_dyn_cluster(struct keel_cluster *cl, const struct keel_disc_clu
         struct keel_endpoint *ep = &cl->eps[cl->n_eps];
         snprintf(ep->id, sizeof(ep->id), "%s", de->id);
         snprintf(ep->name, sizeof(ep->name), "%s", de->name);
-        snprintf(ep->reason, sizeof(ep->reason), "%s", de->reason);
+        snprintf(ep->reason, sizeof(ep->reason), "%s",
+                 de->extra_health && de->extra_reason[0] ? de->extra_reason : de->reason);
         memcpy(&ep->sa, &de->sa, de->salen <= sizeof(ep->sa) ? de->salen : sizeof(ep->sa));
         ep->salen = de->salen;
         ep->weight = de->weight;
-        ep->health = de->draining ? KEEL_EP_H_DISCOVERY : 0;
+        ep->health = (de->draining ? KEEL_EP_H_DISCOVERY : 0) | de->extra_health;
         const struct keel_endpoint *old = find_prev_ep(pc, de->id);
         if (old) {
             ep->load = old->load;
