@@ -10,6 +10,7 @@
 #include "keel/balancer.h"
 #include "keel/err.h"
 #include "keel/log.h"
+#include "keel/outlier.h"
 #include "admin.h"
 #include "conn.h"
 #include "discovery.h"
@@ -111,6 +112,8 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
         {"keel_upstream_connections_total", "counter", "Upstream connections opened."},
         {"keel_upstream_weight", "gauge", "Effective weight of an endpoint."},
         {"keel_upstream_healthy", "gauge", "1 when the endpoint may receive new requests."},
+        {"keel_upstream_ejections_total", "counter",
+         "Passive ejections (consecutive 5xx, gateway failures or timeouts)."},
     };
     for (size_t m = 0; m < sizeof(ep_metrics) / sizeof(ep_metrics[0]); m++) {
         help(b, ep_metrics[m].name, ep_metrics[m].type, ep_metrics[m].help);
@@ -144,8 +147,11 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
                     case 4:
                         v = ep->weight;
                         break;
-                    default:
+                    case 5:
                         v = keel_ep_eligible(ep) ? 1 : 0;
+                        break;
+                    default:
+                        v = ld(&ld_->ejections);
                     }
                     keel_buf_printf(b, "\"} %llu\n", v);
                 }
@@ -239,6 +245,17 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
 /* Why an endpoint gets or does not get new requests. */
 static const char *ep_state(const struct keel_endpoint *ep, const char **reason)
 {
+    static char buf[192];
+    uint64_t until = atomic_load_explicit(&ep->load->ejected_until_ms, memory_order_relaxed);
+    if (until > keel_clock_now_ms && !(ep->health & (KEEL_EP_H_ADMIN | KEEL_EP_H_DISCOVERY))) {
+        snprintf(buf, sizeof(buf), "ejected for %.1fs more: %s (ejection #%u)",
+                 (until - keel_clock_now_ms) / 1000.0,
+                 keel_outlier_cause_str(
+                     atomic_load_explicit(&ep->load->eject_cause, memory_order_relaxed)),
+                 atomic_load_explicit(&ep->load->times_ejected, memory_order_relaxed));
+        *reason = buf;
+        return "ejected";
+    }
     if (ep->health & KEEL_EP_H_ADMIN) {
         *reason = "drained by an operator";
         return "draining";
@@ -375,6 +392,7 @@ static void respond(struct admin_conn *a, int status, const char *reason, const 
 
 static void handle(struct admin_conn *a, const struct keel_http1_request *req)
 {
+    keel_clock_update(); /* ejection deadlines are read against it */
     struct keel_runtime *rt = admin.rt;
     struct keel_buf body = {0};
     size_t pl = req->target_len;

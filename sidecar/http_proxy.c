@@ -9,6 +9,7 @@
 #include "keel/balancer.h"
 #include "keel/err.h"
 #include "keel/log.h"
+#include "keel/outlier.h"
 #include "keel/router.h"
 #include "conn.h"
 
@@ -201,6 +202,17 @@ static void up_timer(struct keel_upconn *u, double secs)
 }
 
 /* ---- transaction accounting --------------------------------------------------------------- */
+
+/* Feeds passive outlier detection with what the current endpoint did. */
+static void report(struct keel_conn *c, enum keel_outlier_outcome o)
+{
+    struct keel_txn *t = &c->t;
+    if (!t->ws || t->cluster < 0 || t->ep < 0)
+        return;
+    const struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
+    if ((uint32_t)t->ep < cl->n_eps)
+        keel_outlier_report(cl, &cl->eps[t->ep], o, NULL);
+}
 
 static void txn_release_load(struct keel_txn *t)
 {
@@ -838,6 +850,7 @@ static void dispatch(struct keel_conn *c)
             atomic_fetch_add_explicit(&ep->load->connect_failures, 1, memory_order_relaxed);
             KEEL_WARN_RL("conn=%llu: connect to %s (cluster %s) failed: %s",
                          (unsigned long long)c->id, ep->name, cl->name, keel_strerror(err));
+            report(c, KEEL_OUTCOME_GATEWAY);
             t->status = 502;
             if (t->n_tried >= MAX_TRIES || t->n_tried >= cl->n_eps) {
                 send_error(c, 502, "upstream connection failed", 0);
@@ -869,6 +882,7 @@ static void connect_failed(struct keel_conn *c, int err)
     atomic_fetch_add_explicit(&u->load->connect_failures, 1, memory_order_relaxed);
     KEEL_WARN_RL("conn=%llu: connect to %s (cluster %s) failed: %s", (unsigned long long)c->id,
                  u->name, cl->name, keel_strerror(err));
+    report(c, err == KEEL_ETIMEDOUT ? KEEL_OUTCOME_TIMEOUT : KEEL_OUTCOME_GATEWAY);
     detach_up(c, 0);
     t->status = err == KEEL_ETIMEDOUT ? 504 : 502;
     if (t->n_tried >= MAX_TRIES || t->n_tried >= cl->n_eps) {
@@ -907,6 +921,7 @@ static void up_failed(struct keel_conn *c, int err, const char *what)
     if (t->resp_bytes_to_client == 0 && t->resp_state != KEEL_RS_DONE) {
         KEEL_WARN_RL("conn=%llu: upstream %s: %s (%s)", (unsigned long long)c->id,
                      u ? u->name : "-", what, keel_strerror(err));
+        report(c, KEEL_OUTCOME_GATEWAY);
         send_error(c, 502, what, 0);
         return;
     }
@@ -939,6 +954,7 @@ static void on_up_timer(struct ev_loop *loop, ev_timer *tm, int revents)
     if (c->t.resp_bytes_to_client == 0) {
         KEEL_WARN_RL("conn=%llu: upstream %s: response timed out", (unsigned long long)c->id,
                      u->name);
+        report(c, KEEL_OUTCOME_TIMEOUT);
         send_error(c, 504, "upstream response timed out", 0);
         return;
     }
@@ -1072,6 +1088,7 @@ static void up_process(struct keel_conn *c)
                 KEEL_WARN_RL("conn=%llu: upstream %s sent a bad response: %s",
                              (unsigned long long)c->id, u->name, keel_strerror((int)n));
                 t->up_reusable = 0;
+                report(c, KEEL_OUTCOME_GATEWAY);
                 if (t->resp_bytes_to_client == 0)
                     send_error(c, 502, "bad response from upstream", 0);
                 else
@@ -1088,6 +1105,7 @@ static void up_process(struct keel_conn *c)
                 continue;
             }
             t->status = resp.status;
+            report(c, resp.status >= 500 ? KEEL_OUTCOME_5XX : KEEL_OUTCOME_OK);
             if (resp.status == 101) {
                 t->dechunk = 0;
                 if (build_client_head(c, &resp) != 0) {

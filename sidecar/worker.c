@@ -236,6 +236,12 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
     }
 }
 
+static void on_check(struct ev_loop *loop, ev_check *c, int revents)
+{
+    /* After every poll: the clock ejection deadlines compare against. */
+    keel_clock_update();
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     struct keel_worker *w = p->data;
@@ -247,6 +253,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 static void *worker_main(void *arg)
 {
     struct keel_worker *w = arg;
+    keel_clock_update();
     for (uint32_t i = 0; i < w->n_lsocks; i++)
         if (w->lsocks[i].fd >= 0)
             ev_io_start(w->loop, &w->lsocks[i].io);
@@ -278,6 +285,8 @@ int keel_worker_start(struct keel_worker *w)
     ev_prepare_init(&w->prep, on_prepare);
     w->prep.data = w;
     ev_prepare_start(w->loop, &w->prep);
+    ev_check_init(&w->check, on_check);
+    ev_check_start(w->loop, &w->check);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
         return KEEL_EIO;
     return 0;

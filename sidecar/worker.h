@@ -98,6 +98,7 @@ struct keel_worker {
     struct ev_loop *loop;
     ev_async wake;
     ev_prepare prep;
+    ev_check check;
     _Atomic(struct keel_snap *) mailbox;
     struct keel_wsnap *cur;     /* newest adopted snapshot: new exchanges use it */
     struct keel_wsnap *retired; /* older ones still pinned by exchanges */

@@ -31,6 +31,16 @@ struct keel_ep_load {
     _Atomic uint64_t requests[KEEL_STAT_CLASSES];
     _Atomic uint64_t connect_failures;
     _Atomic uint64_t connections; /* upstream connections opened */
+    /* Passive outlier detection (outlier.c): consecutive failures counted across all workers,
+     * so N failures in a row means N, not N per worker. */
+    _Atomic uint32_t consec_5xx;       /* responses 500-599 from the endpoint */
+    _Atomic uint32_t consec_gateway;   /* connect refused/failed, reset, bad response */
+    _Atomic uint32_t consec_timeout;   /* connect or response timeouts */
+    _Atomic uint64_t ejected_until_ms; /* keel_clock_ms() deadline; 0 = not ejected */
+    _Atomic uint32_t times_ejected;
+    _Atomic uint32_t probation;   /* ejection expired: the next outcome decides */
+    _Atomic uint64_t ejections;   /* total, for metrics */
+    _Atomic uint32_t eject_cause; /* enum keel_outlier_cause of the last ejection */
 };
 
 #define KEEL_EP_ID_MAX 256
@@ -92,10 +102,22 @@ struct keel_snap {
     uint32_t n_listeners;
 };
 
-/** Whether an endpoint may receive new requests: healthy and weight > 0. [any] */
+/* Coarse monotonic milliseconds of the calling thread's loop, refreshed once per loop
+ * iteration by keel_clock_update(): ejection deadlines compare against it without a syscall. */
+extern _Thread_local uint64_t keel_clock_now_ms;
+
+/** Refreshes keel_clock_now_ms (CLOCK_MONOTONIC_COARSE). [any] */
+void keel_clock_update(void);
+
+/** Whether an endpoint may receive new requests: healthy, weight > 0 and not ejected by
+ *  passive outlier detection. [any] */
 static inline int keel_ep_eligible(const struct keel_endpoint *ep)
 {
-    return ep->health == 0 && ep->weight > 0;
+    if (ep->health != 0 || ep->weight == 0)
+        return 0;
+    uint64_t until =
+        ep->load ? atomic_load_explicit(&ep->load->ejected_until_ms, memory_order_relaxed) : 0;
+    return until == 0 || until <= keel_clock_now_ms;
 }
 
 /** Allocates a load record with one reference. @return NULL on ENOMEM. [control] */

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/* Passive outlier detection: consecutive failures across all workers eject an endpoint for
+ * base x times-ejected (capped); when that expires, the next outcome decides. [worker] */
+#ifndef KEEL_OUTLIER_H
+#define KEEL_OUTLIER_H
+
+#include <stdint.h>
+#include "keel/snap.h"
+
+enum keel_outlier_outcome {
+    KEEL_OUTCOME_OK = 0,  /* a response below 500 */
+    KEEL_OUTCOME_5XX,     /* the endpoint answered 500-599 */
+    KEEL_OUTCOME_GATEWAY, /* connect refused/failed, reset or closed early, bad response */
+    KEEL_OUTCOME_TIMEOUT, /* connect or response timeout */
+};
+
+enum keel_outlier_cause {
+    KEEL_EJECT_NONE = 0,
+    KEEL_EJECT_5XX,
+    KEEL_EJECT_GATEWAY,
+    KEEL_EJECT_TIMEOUT,
+    KEEL_EJECT_PROBE, /* the probe after an ejection failed */
+};
+
+/* Thresholds (0 disables one) and times. Built-in defaults: 5xx off (an application error
+ * is not an endpoint failure unless the cluster says so), 5 gateway failures, 3 timeouts, 30 s
+ * base, 300 s cap, at most 50% of a cluster ejected. */
+struct keel_outlier_cfg {
+    uint32_t consecutive_5xx;
+    uint32_t consecutive_gateway;
+    uint32_t consecutive_timeout;
+    uint32_t base_ms;
+    uint32_t max_ms;
+    uint32_t max_ejection_percent;
+};
+
+extern const struct keel_outlier_cfg keel_outlier_defaults;
+
+/**
+ * Records the outcome of one request (HTTP) or connection attempt (TCP) on endpoint ep of cl,
+ * and ejects it when a threshold is reached and max_ejection_percent allows. Logs ejections.
+ * @return 1 when this call ejected the endpoint, else 0. [worker]
+ */
+int keel_outlier_report(const struct keel_cluster *cl, const struct keel_endpoint *ep,
+                        enum keel_outlier_outcome outcome, const struct keel_outlier_cfg *oc);
+
+/** Name of an ejection cause for logs and the admin API. [any] */
+const char *keel_outlier_cause_str(uint32_t cause);
+
+#endif

@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: MIT
+"""Passive outlier detection: consecutive failures of one endpoint, counted across all
+workers, eject it; keel never ejects more than max_ejection_percent of a cluster."""
+
+import json
+import socket
+import threading
+import unittest
+
+from keeltest import KeelTestCase, cluster, http_listener, keel_yaml, wait_for
+
+
+class Always500:
+    """A backend that answers every request with 500 and its id (keep-alive)."""
+
+    def __init__(self, ident):
+        self.ident = ident
+        self.count = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.stop = False
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.conn, args=(c,), daemon=True).start()
+
+    def conn(self, c):
+        buf = b""
+        with c:
+            while True:
+                try:
+                    d = c.recv(65536)
+                except OSError:
+                    return
+                if not d:
+                    return
+                buf += d
+                while b"\r\n\r\n" in buf:
+                    _, buf = buf.split(b"\r\n\r\n", 1)
+                    self.count += 1
+                    body = b"broken\n"
+                    c.sendall(b"HTTP/1.1 500 Internal Server Error\r\nX-Backend-Id: "
+                              + self.ident.encode() + b"\r\nContent-Length: %d\r\n\r\n"
+                              % len(body) + body)
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+class PassiveOutlierTest(KeelTestCase):
+    def endpoints(self, k, name="c"):
+        for c in json.loads(k.admin("/v1/clusters").body)["clusters"]:
+            if c["name"] == name:
+                return {e["address"]: e for e in c["endpoints"]}
+        return {}
+
+    def test_gateway_failures_eject_and_requests_still_succeed(self):
+        good = [self.start_backend("g%d" % i) for i in range(3)]
+        dead = "127.0.0.1:%d" % self.free_port()  # refuses connections
+        port, admin = self.free_port(), self.free_port()
+        k = self.start_keel(keel_yaml(
+            [http_listener(port, [{"cluster": "c"}])],
+            [cluster("c", [b.addr for b in good] + [dead], lb="round_robin")], admin,
+            workers=1))
+        c = self.client(port)
+        # A refused connect is retried on another endpoint: no client sees an error.
+        for _ in range(40):
+            self.assertEqual(c.get("/x").status, 200)
+        eps = self.endpoints(k)
+        self.assertEqual(eps[dead]["state"], "ejected")
+        self.assertIn("gateway failures", eps[dead]["reason"])
+        failures = eps[dead]["connect_failures"]
+        self.assertEqual(failures, 5)
+        for _ in range(20):
+            self.assertEqual(c.get("/x").status, 200)
+        # Ejected: keel stopped trying it.
+        self.assertEqual(self.endpoints(k)[dead]["connect_failures"], failures)
+
+    def test_never_ejects_more_than_max_percent(self):
+        ok = self.start_backend("ok")
+        dead = ["127.0.0.1:%d" % self.free_port() for _ in range(3)]
+        port, admin = self.free_port(), self.free_port()
+        k = self.start_keel(keel_yaml(
+            [http_listener(port, [{"cluster": "c"}])],
+            [cluster("c", dead + [ok.addr], lb="round_robin")], admin, workers=1))
+        c = self.client(port)
+        # Before two of them are ejected a request may meet three dead endpoints in a row
+        # (keel tries three): 502. Once the two are out, every request reaches "ok".
+        statuses = [c.get("/x").status for _ in range(60)]
+        self.assertLessEqual(set(statuses), {200, 502})
+        self.assertEqual(statuses[-20:], [200] * 20, statuses)
+        states = [e["state"] for e in self.endpoints(k).values()]
+        # 4 endpoints, default max_ejection_percent 50: two ejected at most, never three.
+        self.assertEqual(states.count("ejected"), 2, states)
+        k.wait_log(r"ejected already \(max_ejection_percent 50\)")
+
+
+if __name__ == "__main__":
+    unittest.main()
