@@ -168,6 +168,15 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
                             ? (unsigned long long)ld(&s->clusters[c].stats->no_endpoint)
                             : 0ULL);
     }
+    help(b, "keel_cluster_panic_total", "counter",
+         "Picks made in panic mode (too little healthy weight: all present endpoints used).");
+    for (uint32_t c = 0; c < s->n_clusters; c++) {
+        keel_buf_printf(b, "keel_cluster_panic_total{cluster=\"");
+        label(b, s->clusters[c].name);
+        keel_buf_printf(b, "\"} %llu\n",
+                        s->clusters[c].stats ? (unsigned long long)ld(&s->clusters[c].stats->panic)
+                                             : 0ULL);
+    }
     help(b, "keel_request_duration_seconds", "histogram",
          "Time from request head to the end of the response, per cluster.");
     for (uint32_t c = 0; c < s->n_clusters; c++) {

@@ -100,6 +100,7 @@ struct keel_conn {
     const struct keel_cfg_listener *lcfg;
     struct sockaddr_storage peer;
     char peer_ip[48];
+    uint64_t peer_hash; /* of peer_ip, for ip_hash */
     struct keel_sock s;
     ev_timer timer;
     struct keel_upconn *up;

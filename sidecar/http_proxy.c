@@ -819,9 +819,11 @@ static void dispatch(struct keel_conn *c)
     struct keel_txn *t = &c->t;
     for (;;) {
         struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
-        struct keel_lb_req lr = {keel_balancer_hash(c->peer_ip, strlen(c->peer_ip)), t->tried,
-                                 t->n_tried};
+        struct keel_lb_req lr = {c->peer_hash, t->tried, t->n_tried,
+                                 t->ws->panic ? t->ws->panic[t->cluster] : 0};
         int idx = cl->lb->pick(cl, t->ws->lb_state ? t->ws->lb_state[t->cluster] : NULL, &lr);
+        if (lr.panic && idx >= 0 && cl->stats)
+            atomic_fetch_add_explicit(&cl->stats->panic, 1, memory_order_relaxed);
         if (idx < 0) {
             if (t->n_tried) {
                 send_error(c, t->status == 504 ? 504 : 502,
@@ -1294,6 +1296,7 @@ struct keel_conn *keel_conn_new(struct keel_worker *w, int fd, uint32_t listener
     c->lcfg = &w->rt->cfg->listeners[listener];
     c->peer = *peer;
     keel_addr_ip(peer, c->peer_ip, sizeof(c->peer_ip));
+    c->peer_hash = keel_balancer_hash(c->peer_ip, strlen(c->peer_ip));
     c->s.fd = fd;
     ev_io_init(&c->s.rio, on_client_read, fd, EV_READ);
     ev_io_init(&c->s.wio, on_client_write, fd, EV_WRITE);

@@ -184,8 +184,8 @@ static void tcp_connect(struct keel_conn *c)
             keel_conn_close(c, "no endpoint could be reached");
             return;
         }
-        struct keel_lb_req lr = {keel_balancer_hash(c->peer_ip, strlen(c->peer_ip)), t->tried,
-                                 t->n_tried};
+        struct keel_lb_req lr = {c->peer_hash, t->tried, t->n_tried,
+                                 t->ws->panic ? t->ws->panic[t->cluster] : 0};
         int idx = cl->lb->pick(cl, t->ws->lb_state ? t->ws->lb_state[t->cluster] : NULL, &lr);
         if (idx < 0) {
             if (!t->n_tried && cl->stats)

@@ -126,8 +126,43 @@ int keel_worker_bind(struct keel_worker *w)
     return 0;
 }
 
+/* Panic mode (Envoy's threshold): below this share of the present weight eligible, balance
+ * over every endpoint discovery still offers rather than overload the few healthy ones. */
+#define PANIC_THRESHOLD_PERCENT 50
+
+static void update_panic(struct keel_worker *w, struct keel_wsnap *ws)
+{
+    if (!ws->panic)
+        return;
+    for (uint32_t c = 0; c < ws->snap->n_clusters; c++) {
+        const struct keel_cluster *cl = &ws->snap->clusters[c];
+        uint64_t present = 0, eligible = 0;
+        for (uint32_t i = 0; i < cl->n_eps; i++) {
+            if (!keel_ep_present(&cl->eps[i]))
+                continue;
+            present += cl->eps[i].weight;
+            if (keel_ep_eligible(&cl->eps[i]))
+                eligible += cl->eps[i].weight;
+        }
+        uint8_t p = present > 0 && eligible * 100 < present * PANIC_THRESHOLD_PERCENT;
+        if (p != ws->panic[c])
+            KEEL_WARN_RL("cluster %s: %s panic mode (%llu of %llu weight eligible)", cl->name,
+                         p ? "entering" : "leaving", (unsigned long long)eligible,
+                         (unsigned long long)present);
+        ws->panic[c] = p;
+    }
+}
+
+static void on_panic_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct keel_worker *w = t->data;
+    if (w->cur)
+        update_panic(w, w->cur);
+}
+
 static void wsnap_free(struct keel_wsnap *ws)
 {
+    free(ws->panic);
     if (ws->lb_state)
         for (uint32_t i = 0; i < ws->snap->n_clusters; i++)
             if (ws->lb_state[i])
@@ -170,7 +205,7 @@ static void spread_start(struct keel_worker *w, const struct keel_cluster *cl, v
     if (total > 4096)
         total = 4096;
     uint64_t k = total * w->id / (w->rt->n_workers ? w->rt->n_workers : 1);
-    struct keel_lb_req none = {0, NULL, 0};
+    struct keel_lb_req none = {0, NULL, 0, 0};
     for (uint64_t i = 0; i < k; i++)
         cl->lb->pick(cl, st, &none);
 }
@@ -186,6 +221,8 @@ static void adopt_snapshot(struct keel_worker *w, struct keel_snap *s)
         return;
     }
     ws->snap = s;
+    ws->panic = calloc(s->n_clusters ? s->n_clusters : 1, 1);
+    update_panic(w, ws);
     ws->lb_state = calloc(s->n_clusters ? s->n_clusters : 1, sizeof(void *));
     if (ws->lb_state)
         for (uint32_t i = 0; i < s->n_clusters; i++) {
@@ -287,6 +324,9 @@ int keel_worker_start(struct keel_worker *w)
     ev_prepare_start(w->loop, &w->prep);
     ev_check_init(&w->check, on_check);
     ev_check_start(w->loop, &w->check);
+    ev_timer_init(&w->panic_tick, on_panic_tick, 0.25, 0.25);
+    w->panic_tick.data = w;
+    ev_timer_start(w->loop, &w->panic_tick);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
         return KEEL_EIO;
     return 0;

@@ -87,6 +87,7 @@ struct keel_pool {
 struct keel_wsnap {
     struct keel_snap *snap;
     void **lb_state; /* per cluster */
+    uint8_t *panic;  /* per cluster: too little healthy weight (refreshed every 250 ms) */
     uint32_t users;  /* exchanges started on it and not finished */
     struct keel_wsnap *next_retired;
 };
@@ -99,6 +100,7 @@ struct keel_worker {
     ev_async wake;
     ev_prepare prep;
     ev_check check;
+    ev_timer panic_tick;
     _Atomic(struct keel_snap *) mailbox;
     struct keel_wsnap *cur;     /* newest adopted snapshot: new exchanges use it */
     struct keel_wsnap *retired; /* older ones still pinned by exchanges */

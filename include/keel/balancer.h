@@ -13,6 +13,8 @@ struct keel_lb_req {
     uint64_t hash;           /* hash of the client key (client IP for ip_hash) */
     const uint32_t *exclude; /* endpoint indices not to pick (already tried), may be NULL */
     size_t n_exclude;
+    int panic; /* too little of the cluster is healthy: use every endpoint still present in
+                  discovery, whatever active checks and passive ejection say */
 };
 
 struct keel_lb_ops {
@@ -48,11 +50,15 @@ int keel_balancer_excluded(const struct keel_lb_req *req, uint32_t i);
 /** 64-bit hash (FNV-1a then a finaliser) for hashing client keys. [any] */
 uint64_t keel_balancer_hash(const void *data, size_t len);
 
-/** Whether endpoint i may be picked for req: eligible and not excluded. [any] */
+/** Whether endpoint i may be picked for req: eligible (present, in panic mode) and not
+ *  excluded. Every policy decides through this. [any] */
 static inline int keel_balancer_usable(const struct keel_cluster *cl, const struct keel_lb_req *req,
                                        uint32_t i)
 {
-    return keel_ep_eligible(&cl->eps[i]) && !keel_balancer_excluded(req, i);
+    const struct keel_endpoint *ep = &cl->eps[i];
+    if (req && req->panic ? !keel_ep_present(ep) : !keel_ep_eligible(ep))
+        return 0;
+    return !keel_balancer_excluded(req, i);
 }
 
 /** In-flight requests on an endpoint across all workers (relaxed read). [any] */

@@ -67,6 +67,7 @@ struct keel_cluster_stats {
     _Atomic uint64_t lat_sum_us;
     _Atomic uint64_t lat_count;
     _Atomic uint64_t no_endpoint; /* 503s for lack of an eligible endpoint */
+    _Atomic uint64_t panic;       /* picks made in panic mode */
 };
 
 struct keel_lb_ops;
@@ -108,6 +109,13 @@ extern _Thread_local uint64_t keel_clock_now_ms;
 
 /** Refreshes keel_clock_now_ms (CLOCK_MONOTONIC_COARSE). [any] */
 void keel_clock_update(void);
+
+/** Whether discovery (and the operator) still offer the endpoint, whatever active checks and
+ *  passive ejection say: what panic mode balances over. [any] */
+static inline int keel_ep_present(const struct keel_endpoint *ep)
+{
+    return !(ep->health & (KEEL_EP_H_DISCOVERY | KEEL_EP_H_ADMIN)) && ep->weight > 0;
+}
 
 /** Whether an endpoint may receive new requests: healthy, weight > 0 and not ejected by
  *  passive outlier detection. [any] */

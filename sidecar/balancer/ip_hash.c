@@ -48,7 +48,7 @@ static int iph_pick(const struct keel_cluster *cl, void *st, const struct keel_l
         s = NULL;
     for (uint32_t i = 0; i < cl->n_eps; i++) {
         const struct keel_endpoint *ep = &cl->eps[i];
-        if (!keel_ep_eligible(ep) || keel_balancer_excluded(req, i))
+        if (!keel_balancer_usable(cl, req, i))
             continue;
         uint64_t h = mix(req->hash ^ (s ? s->id[i] : ep_id(ep)));
         if (s != NULL && s->uniform) {

@@ -18,14 +18,14 @@ static int rnd_pick(const struct keel_cluster *cl, void *st, const struct keel_l
     uint64_t total = 0;
 
     for (uint32_t i = 0; i < cl->n_eps; i++)
-        if (keel_ep_eligible(&cl->eps[i]) && !keel_balancer_excluded(req, i))
+        if (keel_balancer_usable(cl, req, i))
             total += cl->eps[i].weight;
     if (total == 0)
         return -1;
     /* The modulo bias is total / 2^64: nothing for any real sum of 32-bit weights. */
     uint64_t r = keel_balancer_rand(&s->rng) % total;
     for (uint32_t i = 0; i < cl->n_eps; i++) {
-        if (!keel_ep_eligible(&cl->eps[i]) || keel_balancer_excluded(req, i))
+        if (!keel_balancer_usable(cl, req, i))
             continue;
         if (r < cl->eps[i].weight)
             return (int)i;

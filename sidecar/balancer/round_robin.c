@@ -18,7 +18,7 @@ static int rr_pick(const struct keel_cluster *cl, void *st, const struct keel_lb
     uint32_t i = s->next < n ? s->next : 0;
 
     for (uint32_t k = 0; k < n; k++, i = i + 1 < n ? i + 1 : 0) {
-        if (!keel_ep_eligible(&cl->eps[i]) || keel_balancer_excluded(req, i))
+        if (!keel_balancer_usable(cl, req, i))
             continue;
         /* Continue after the chosen one, so ineligible endpoints do not double their
          * successor's share. */

@@ -17,13 +17,13 @@ static int pick_fallback(const struct keel_cluster *cl, const struct keel_lb_req
     uint64_t total = 0;
 
     for (uint32_t i = 0; i < cl->n_eps; i++)
-        if (keel_ep_eligible(&cl->eps[i]) && !keel_balancer_excluded(req, i))
+        if (keel_balancer_usable(cl, req, i))
             total += cl->eps[i].weight;
     if (total == 0)
         return -1;
     uint64_t r = fallback_counter++ % total;
     for (uint32_t i = 0; i < cl->n_eps; i++) {
-        if (!keel_ep_eligible(&cl->eps[i]) || keel_balancer_excluded(req, i))
+        if (!keel_balancer_usable(cl, req, i))
             continue;
         if (r < cl->eps[i].weight)
             return (int)i;
@@ -44,7 +44,7 @@ static int wrr_pick(const struct keel_cluster *cl, void *st, const struct keel_l
      * current weight stays within [-total, total] because each pick adds total and subtracts
      * total, so int64 cannot overflow. */
     for (uint32_t i = 0; i < s->n; i++) {
-        if (!keel_ep_eligible(&cl->eps[i]) || keel_balancer_excluded(req, i))
+        if (!keel_balancer_usable(cl, req, i))
             continue;
         s->current[i] += cl->eps[i].weight;
         total += cl->eps[i].weight;

@@ -66,7 +66,7 @@ static uint64_t test_rand(void)
     return rng_state * 0x2545f4914f6cdd1dull;
 }
 
-static const struct keel_lb_req no_req = {0, NULL, 0};
+static const struct keel_lb_req no_req = {0, NULL, 0, 0};
 
 /* Picks `n` times and counts per endpoint; each pick uses a new hash key. Returns the number
  * of -1 answers. */
@@ -77,7 +77,7 @@ static uint32_t count_picks(const struct keel_lb_ops *ops, struct tcl *t, void *
 
     memset(counts, 0, sizeof(counts[0]) * MAX_EPS);
     for (uint32_t k = 0; k < n; k++) {
-        struct keel_lb_req req = {keel_balancer_hash(&k, sizeof(k)), NULL, 0};
+        struct keel_lb_req req = {keel_balancer_hash(&k, sizeof(k)), NULL, 0, 0};
         int i = ops->pick(&t->cl, st, &req);
         if (i < 0)
             none++;
@@ -108,7 +108,7 @@ static void test_hash_and_exclude(void)
     }
 
     uint32_t ex[] = {3, 7};
-    struct keel_lb_req req = {0, ex, 2};
+    struct keel_lb_req req = {0, ex, 2, 0};
     CHECK(keel_balancer_excluded(&req, 3), "3 excluded");
     CHECK(keel_balancer_excluded(&req, 7), "7 excluded");
     CHECK(!keel_balancer_excluded(&req, 0), "0 not excluded");
@@ -424,7 +424,7 @@ static void test_ineligible(void)
                     uint32_t none = 0;
                     for (uint32_t k = 0; k < 2000; k++) {
                         struct keel_lb_req req = {keel_balancer_hash(&k, sizeof(k)),
-                                                  n_ex ? ex : NULL, n_ex};
+                                                  n_ex ? ex : NULL, n_ex, 0};
                         int i = ops->pick(&t.cl, st, &req);
                         if (i < 0 || (uint32_t)i >= n)
                             none++;
@@ -451,7 +451,7 @@ static void test_ineligible(void)
                         ex[n_ex++] = 1;
                         ex[n_ex++] = n - 1;
                     }
-                    struct keel_lb_req req = {42, n_ex ? ex : NULL, n_ex};
+                    struct keel_lb_req req = {42, n_ex ? ex : NULL, n_ex, 0};
                     int got = 0;
                     for (int k = 0; k < 50 && got == 0; k++)
                         if (ops->pick(&t.cl, st, &req) != -1)
@@ -470,6 +470,38 @@ static void test_ineligible(void)
         CHECK(ops->pick(&t.cl, NULL, &no_req) == -1, "%s: empty cluster, no state", ops->name);
         ops->state_free(st);
         ops->state_free(NULL);
+    }
+}
+
+/* Panic mode: every policy then balances over the endpoints discovery still offers, also the
+ * ones active checks or passive ejection took out; drained ones stay out even then. */
+static void test_panic(void)
+{
+    for (size_t o = 0; o < N_OPS; o++) {
+        const struct keel_lb_ops *ops = all_ops[o];
+        struct tcl t;
+        uint64_t counts[MAX_EPS] = {0};
+        tcl_init(&t, NULL, 4);
+        t.eps[0].health = KEEL_EP_H_ACTIVE;
+        t.eps[1].health = KEEL_EP_H_PASSIVE;
+        atomic_store(&t.loads[2].ejected_until_ms, UINT64_MAX); /* ejected */
+        t.eps[3].health = KEEL_EP_H_DISCOVERY;                  /* draining: never */
+        void *st = ops->state_new(&t.cl);
+        struct keel_lb_req normal = {7, NULL, 0, 0}, panic = {7, NULL, 0, 1};
+        CHECK(ops->pick(&t.cl, st, &normal) == -1, "%s: nothing eligible", ops->name);
+        for (uint32_t k = 0; k < 300; k++) {
+            panic.hash = keel_balancer_hash(&k, sizeof(k));
+            int i = ops->pick(&t.cl, st, &panic);
+            CHECK(i >= 0 && i < 3, "%s: panic pick %d", ops->name, i);
+            if (i >= 0 && i < MAX_EPS)
+                counts[i]++;
+        }
+        CHECK(counts[3] == 0, "%s: a draining endpoint got %llu picks in panic", ops->name,
+              (unsigned long long)counts[3]);
+        /* Round-robin-like policies must spread; hashing ones at least use two. */
+        uint32_t used = (counts[0] > 0) + (counts[1] > 0) + (counts[2] > 0);
+        CHECK(used >= 2, "%s: panic used only %u endpoints", ops->name, used);
+        ops->state_free(st);
     }
 }
 
@@ -513,7 +545,7 @@ static void assign(const struct tcl *t, int *out)
     for (uint32_t k = 0; k < N_KEYS; k++) {
         char ip[32];
         snprintf(ip, sizeof(ip), "192.168.%u.%u", k / 256, k % 256);
-        struct keel_lb_req req = {keel_balancer_hash(ip, strlen(ip)), NULL, 0};
+        struct keel_lb_req req = {keel_balancer_hash(ip, strlen(ip)), NULL, 0, 0};
         out[k] = keel_lb_ip_hash.pick(&t->cl, st, &req);
     }
     keel_lb_ip_hash.state_free(st);
@@ -529,7 +561,7 @@ static void test_ip_hash(void)
     void *s1 = keel_lb_ip_hash.state_new(&t4.cl);
     int same = 1;
     for (uint64_t k = 0; k < 1000; k++) {
-        struct keel_lb_req req = {keel_balancer_hash(&k, sizeof(k)), NULL, 0};
+        struct keel_lb_req req = {keel_balancer_hash(&k, sizeof(k)), NULL, 0, 0};
         int x = keel_lb_ip_hash.pick(&t4.cl, s1, &req);
         if (keel_lb_ip_hash.pick(&t4.cl, s1, &req) != x ||
             keel_lb_ip_hash.pick(&t4.cl, NULL, &req) != x)
@@ -593,7 +625,7 @@ static void test_ip_hash(void)
     s1 = keel_lb_ip_hash.state_new(&t4.cl);
     bad = 0;
     for (uint64_t k = 0; k < 1000; k++) {
-        struct keel_lb_req req = {keel_balancer_hash(&k, sizeof(k)), NULL, 0};
+        struct keel_lb_req req = {keel_balancer_hash(&k, sizeof(k)), NULL, 0, 0};
         uint32_t first = (uint32_t)keel_lb_ip_hash.pick(&t4.cl, s1, &req);
         req.exclude = &first;
         req.n_exclude = 1;
@@ -638,6 +670,7 @@ int main(void)
     test_wrr_sequence();
     test_ineligible();
     test_no_state();
+    test_panic();
     test_ip_hash();
     printf("test_balancer: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail != 0;

@@ -159,7 +159,7 @@ static void test_contents(void)
 
     /* The snapshot's policy works on its own clusters: smooth WRR 3:1 on api. */
     void *st = api->lb->state_new(api);
-    struct keel_lb_req req = {0, NULL, 0};
+    struct keel_lb_req req = {0, NULL, 0, 0};
     char seq[9] = {0};
     for (int k = 0; k < 8; k++)
         seq[k] = (char)('0' + api->lb->pick(api, st, &req));
@@ -244,7 +244,7 @@ static void test_edge_cases(void)
     if (s != NULL) {
         CHECK(s->clusters[1].lb == &keel_lb_weighted_least_conn, "default policy");
         CHECK(s->clusters[1].n_eps == 0, "no endpoints");
-        struct keel_lb_req req = {0, NULL, 0};
+        struct keel_lb_req req = {0, NULL, 0, 0};
         CHECK(s->clusters[1].lb->pick(&s->clusters[1], NULL, &req) == -1, "empty pick");
         keel_snap_unref(s);
     }
