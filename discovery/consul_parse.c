@@ -203,14 +203,14 @@ static int read_checks(const json_t *checks, const struct keel_consul_opts *o,
         clean(name, 65, warning, 60);
         if (o->warning_drain) {
             ep->draining = 1;
-            snprintf(ep->reason, sizeof(ep->reason), "warning: check '%s' (draining)", name);
+            snprintf(ep->reason, sizeof(ep->reason), "warning: check '%.64s' (draining)", name);
         } else if (w->warning == 0) {
             ep->draining = 1;
-            snprintf(ep->reason, sizeof(ep->reason), "warning: check '%s' (weight 0)", name);
+            snprintf(ep->reason, sizeof(ep->reason), "warning: check '%.64s' (weight 0)", name);
         } else {
             ep->weight = w->warning;
-            snprintf(ep->reason, sizeof(ep->reason), "warning: check '%s' (serving at weight %u)",
-                     name, (unsigned)w->warning);
+            snprintf(ep->reason, sizeof(ep->reason),
+                     "warning: check '%.64s' (serving at weight %u)", name, (unsigned)w->warning);
         }
     } else if (w->passing == 0) {
         ep->draining = 1;

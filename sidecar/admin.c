@@ -274,7 +274,7 @@ static const char *ep_state(const struct keel_endpoint *ep, const char **reason)
         return "draining";
     }
     if (ep->health & KEEL_EP_H_ACTIVE) {
-        *reason = "active health check failing";
+        *reason = ep->reason[0] ? ep->reason : "active health check failing";
         return "unhealthy";
     }
     if (ep->health & KEEL_EP_H_PASSIVE) {

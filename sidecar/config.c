@@ -1323,6 +1323,7 @@ enum {
     C_PARTITION,
     C_WARNING,
     C_DNS_NAME,
+    C_HEALTH,
     C__N
 };
 
@@ -1408,13 +1409,292 @@ static void parse_cluster_source(struct ctx *c, struct keel_cfg *cfg, struct kee
     }
 }
 
+/* ---- health_check ------------------------------------------------------------------------ */
+
+static int valid_token(const char *s);
+static void parse_path(struct ctx *c, yaml_node_t *n, const char *path, char **out);
+
+/* One expected status: "200" or "200-399" (an integer node or a string), 100..599. */
+static int parse_status_range(struct ctx *c, yaml_node_t *n, const char *path,
+                              struct keel_cfg_status_range *out)
+{
+    struct qbuf q;
+    size_t len;
+    if (n->type != YAML_SCALAR_NODE || is_null(n)) {
+        err(c, n, path, "expected a status code or range (e.g. 200 or 200-399), found %s",
+            describe(&q, n));
+        return -1;
+    }
+    const char *s = scalar(c, n, path, "a status code or range", &len);
+    if (!s)
+        return -1;
+    const char *dash = memchr(s, '-', len);
+    size_t l1 = dash ? (size_t)(dash - s) : len;
+    uint64_t lo = 0, hi = 0;
+    int rc = parse_u64(s, l1, &lo);
+    if (rc == 0 && dash)
+        rc = parse_u64(dash + 1, len - l1 - 1, &hi);
+    else
+        hi = lo;
+    if (rc != 0) {
+        err(c, n, path, "invalid status %s (expected a code like 200 or a range like 200-399)",
+            quote(&q, s, len));
+        return -1;
+    }
+    if (lo < 100 || hi > 599 || lo > 599 || hi < 100) {
+        err(c, n, path, "status %s is out of range (expected codes 100..599)", quote(&q, s, len));
+        return -1;
+    }
+    if (lo > hi) {
+        err(c, n, path, "status range %s is empty (the first code is above the second)",
+            quote(&q, s, len));
+        return -1;
+    }
+    out->lo = (uint16_t)lo;
+    out->hi = (uint16_t)hi;
+    return 0;
+}
+
+static void parse_health_expect(struct ctx *c, struct keel_cfg_health *h, yaml_node_t *n,
+                                const char *path)
+{
+    if (n->type == YAML_SCALAR_NODE) {
+        struct keel_cfg_status_range r;
+        if (parse_status_range(c, n, path, &r) == 0)
+            h->expect[0] = r;
+        return;
+    }
+    if (enter(c, n, path, YAML_SEQUENCE_NODE, "a status code, range or a sequence of them"))
+        return;
+    size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (count == 0) {
+        err(c, n, path, "at least one expected status is required (e.g. [200-399])");
+        return;
+    }
+    if (count > 64) {
+        err(c, n, path, "too many expected statuses (%zu, at most 64: use ranges)", count);
+        return;
+    }
+    struct keel_cfg_status_range *r = calloc(count, sizeof(*r));
+    if (!r) {
+        c->nomem = 1;
+        return;
+    }
+    int ok = 1;
+    for (size_t i = 0; i < count; i++) {
+        yaml_node_t *item = node_at(c, n->data.sequence.items.start[i]);
+        char ipath[PATHLEN];
+        path_idx(ipath, path, i);
+        if (!item || parse_status_range(c, item, ipath, &r[i]) != 0)
+            ok = 0;
+    }
+    if (!ok) {
+        free(r);
+        return;
+    }
+    free(h->expect);
+    h->expect = r;
+    h->n_expect = count;
+}
+
+/* "api.internal", "10.0.0.1:8080", "[::1]:80": what goes into the Host header. */
+static int valid_host_header(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 255)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)s[i]) && !strchr(".-_:[]", s[i]))
+            return 0;
+    return 1;
+}
+
+/* "10%": the share of the interval by which each check moves, 0..50. */
+static void get_percent(struct ctx *c, yaml_node_t *n, const char *path, uint32_t max,
+                        uint32_t *out)
+{
+    struct qbuf q;
+    size_t len;
+    if (n->type != YAML_SCALAR_NODE || is_null(n)) {
+        err(c, n, path, "expected a percentage (e.g. 10%%), found %s", describe(&q, n));
+        return;
+    }
+    const char *s = scalar(c, n, path, "a percentage", &len);
+    if (!s)
+        return;
+    uint64_t v = 0;
+    if (len < 2 || s[len - 1] != '%' || parse_u64(s, len - 1, &v) != 0) {
+        err(c, n, path, "invalid percentage %s (expected an integer followed by %%, e.g. 10%%)",
+            quote(&q, s, len));
+        return;
+    }
+    if (v > max) {
+        err(c, n, path, "%s is out of range (expected 0%%..%" PRIu32 "%%)", quote(&q, s, len), max);
+        return;
+    }
+    *out = (uint32_t)v;
+}
+
+enum {
+    H_TYPE,
+    H_PATH,
+    H_METHOD,
+    H_HOST,
+    H_EXPECT,
+    H_INTERVAL,
+    H_TIMEOUT,
+    H_RISE,
+    H_FALL,
+    H_PORT,
+    H_JITTER,
+    H_EXPECT_HEADER,
+    H__N
+};
+
+static void parse_health(struct ctx *c, struct keel_cfg_health *h, yaml_node_t *n, const char *path)
+{
+    static const char *const keys[H__N] = {"type",   "path",     "method",  "host",
+                                           "expect", "interval", "timeout", "rise",
+                                           "fall",   "port",     "jitter",  "expect_header"};
+    static const char *const types[] = {"http", "tcp"};
+    static const char *const kv_keys[] = {"name", "value"};
+    yaml_node_t *v[H__N];
+    char kpath[PATHLEN];
+    struct qbuf q;
+    if (fields(c, n, path, keys, H__N, v))
+        return;
+    h->enabled = 1;
+    h->interval_ms = 5000;
+    h->rise = 2;
+    h->fall = 3;
+    h->jitter_pct = 10;
+    int type = KEEL_HEALTH_HTTP;
+    if (v[H_TYPE]) {
+        path_key(kpath, path, "type");
+        get_choice(c, v[H_TYPE], kpath, "health check type", types, 2, &type);
+    } else {
+        missing(c, n, path, "type", " (http or tcp)");
+    }
+    h->type = (enum keel_health_type)type;
+    if (h->type == KEEL_HEALTH_TCP) {
+        static const int http_only[] = {H_PATH, H_METHOD, H_HOST, H_EXPECT, H_EXPECT_HEADER};
+        for (size_t k = 0; k < sizeof(http_only) / sizeof(http_only[0]); k++) {
+            int i = http_only[k];
+            if (!v[i])
+                continue;
+            path_key(kpath, path, keys[i]);
+            err(c, v[i], kpath,
+                "\"%s\" is only for \"type: http\" checks (a tcp check only connects)", keys[i]);
+        }
+    }
+    if (h->type == KEEL_HEALTH_HTTP) {
+        h->path = strdup("/health");
+        h->method = strdup("GET");
+        h->expect = calloc(1, sizeof(*h->expect));
+        if (!h->path || !h->method || !h->expect) {
+            c->nomem = 1;
+            return;
+        }
+        h->expect[0] = (struct keel_cfg_status_range){200, 399};
+        h->n_expect = 1;
+        if (v[H_PATH]) {
+            path_key(kpath, path, "path");
+            parse_path(c, v[H_PATH], kpath, &h->path);
+            if (strlen(h->path) > 1024)
+                err(c, v[H_PATH], kpath, "path is too long (%zu bytes, at most 1024)",
+                    strlen(h->path));
+        }
+        if (v[H_METHOD]) {
+            path_key(kpath, path, "method");
+            if (get_str(c, v[H_METHOD], kpath, "an HTTP method", 0, &h->method) == 0 &&
+                (!valid_token(h->method) || strlen(h->method) > 32))
+                err(c, v[H_METHOD], kpath,
+                    "invalid method %s (expected an HTTP token of at most 32 characters, e.g. "
+                    "GET or HEAD)",
+                    quotez(&q, h->method));
+        }
+        if (v[H_HOST]) {
+            path_key(kpath, path, "host");
+            if (get_str(c, v[H_HOST], kpath, "a host name", 0, &h->host) == 0 &&
+                !valid_host_header(h->host))
+                err(c, v[H_HOST], kpath,
+                    "invalid host %s (expected a host name or address, optionally with :port)",
+                    quotez(&q, h->host));
+        }
+        if (v[H_EXPECT]) {
+            path_key(kpath, path, "expect");
+            parse_health_expect(c, h, v[H_EXPECT], kpath);
+        }
+        if (v[H_EXPECT_HEADER]) {
+            yaml_node_t *kv[2];
+            char epath[PATHLEN];
+            path_key(epath, path, "expect_header");
+            if (fields(c, v[H_EXPECT_HEADER], epath, kv_keys, 2, kv) == 0) {
+                if (!kv[0])
+                    missing(c, v[H_EXPECT_HEADER], epath, "name", NULL);
+                if (!kv[1])
+                    missing(c, v[H_EXPECT_HEADER], epath, "value",
+                            " (the value the service must send)");
+                if (kv[0]) {
+                    path_key(kpath, epath, "name");
+                    if (get_str(c, kv[0], kpath, "a header name", 0, &h->expect_header.name) == 0 &&
+                        !valid_token(h->expect_header.name))
+                        err(c, kv[0], kpath, "invalid header name %s (expected an HTTP token)",
+                            quotez(&q, h->expect_header.name));
+                }
+                if (kv[1]) {
+                    path_key(kpath, epath, "value");
+                    if (get_str(c, kv[1], kpath, "a string", 1, &h->expect_header.value) == 0 &&
+                        (strpbrk(h->expect_header.value, "\r\n") ||
+                         strlen(h->expect_header.value) > 256))
+                        err(c, kv[1], kpath,
+                            "invalid header value %s (at most 256 bytes, no line breaks)",
+                            quotez(&q, h->expect_header.value));
+                }
+            }
+        }
+    }
+    if (v[H_INTERVAL]) {
+        path_key(kpath, path, "interval");
+        get_duration_in(c, v[H_INTERVAL], kpath, 100, 3600000, &h->interval_ms);
+    }
+    /* The default timeout must fit inside a short interval too. */
+    h->timeout_ms = h->interval_ms < 4000 ? h->interval_ms / 2 : 2000;
+    if (v[H_TIMEOUT]) {
+        char a[16], b[16];
+        path_key(kpath, path, "timeout");
+        if (get_duration_in(c, v[H_TIMEOUT], kpath, 1, 3600000, &h->timeout_ms) == 0 &&
+            h->timeout_ms >= h->interval_ms)
+            err(c, v[H_TIMEOUT], kpath, "timeout %s must be shorter than the interval %s",
+                fmt_ms(a, h->timeout_ms), fmt_ms(b, h->interval_ms));
+    }
+    if (v[H_RISE]) {
+        path_key(kpath, path, "rise");
+        get_u32(c, v[H_RISE], kpath, 1, 100, &h->rise);
+    }
+    if (v[H_FALL]) {
+        path_key(kpath, path, "fall");
+        get_u32(c, v[H_FALL], kpath, 1, 100, &h->fall);
+    }
+    if (v[H_PORT]) {
+        uint32_t port = 0;
+        path_key(kpath, path, "port");
+        get_u32(c, v[H_PORT], kpath, 1, 65535, &port);
+        h->port = (uint16_t)port;
+    }
+    if (v[H_JITTER]) {
+        path_key(kpath, path, "jitter");
+        get_percent(c, v[H_JITTER], kpath, 50, &h->jitter_pct);
+    }
+}
+
 static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_node_t *n,
                           const char *path)
 {
     static const char *const keys[C__N] = {
-        "name",      "lb",      "endpoints", "timeouts",   "max_idle_per_endpoint",
-        "discovery", "service", "tag",       "datacenter", "namespace",
-        "partition", "warning", "dns_name"};
+        "name",      "lb",      "endpoints", "timeouts",    "max_idle_per_endpoint",
+        "discovery", "service", "tag",       "datacenter",  "namespace",
+        "partition", "warning", "dns_name",  "health_check"};
     static const char *const tkeys[] = {"connect", "response", "idle"};
     struct keel_cfg_cluster *cl = &cfg->clusters[idx];
     yaml_node_t *v[C__N], *t[3];
@@ -1467,6 +1747,10 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
     }
     cl->discovery = (enum keel_discovery_kind)kind;
     parse_cluster_source(c, cfg, cl, n, v, path);
+    if (v[C_HEALTH]) {
+        path_key(kpath, path, "health_check");
+        parse_health(c, &cl->health_check, v[C_HEALTH], kpath);
+    }
 }
 
 static void parse_clusters(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
@@ -2068,6 +2352,12 @@ void keel_config_free(struct keel_cfg *cfg)
         free(cl->ns);
         free(cl->partition);
         free(cl->dns_name);
+        free(cl->health_check.path);
+        free(cl->health_check.method);
+        free(cl->health_check.host);
+        free(cl->health_check.expect);
+        free(cl->health_check.expect_header.name);
+        free(cl->health_check.expect_header.value);
     }
     free(cfg->clusters);
     free(cfg->consul.address);

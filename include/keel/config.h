@@ -80,6 +80,36 @@ struct keel_cfg_endpoint {
     uint32_t weight; /* default 1, 0 = drain */
 };
 
+/* Active health check type ("health_check.type"). */
+enum keel_health_type {
+    KEEL_HEALTH_HTTP = 0, /* "http": request, status line (and expect_header) decide */
+    KEEL_HEALTH_TCP,      /* "tcp": a completed connect passes */
+};
+
+/* An expected status code range, both ends included ("200", "200-399"). */
+struct keel_cfg_status_range {
+    uint16_t lo, hi;
+};
+
+/* "health_check:" of a cluster. The loader fills every default when enabled. */
+struct keel_cfg_health {
+    int enabled; /* the key is present (then type is set) */
+    enum keel_health_type type;
+    char *path;   /* http: request target, default "/health" */
+    char *method; /* http: default "GET" (an HTTP token) */
+    char *host;   /* http: Host header; NULL: the checked address ("ip:port") */
+    struct keel_cfg_status_range *expect; /* http: default one range 200-399 */
+    size_t n_expect;
+    uint32_t interval_ms; /* default 5s, 100ms..1h */
+    uint32_t timeout_ms;  /* default 2s (half the interval when that is below 4s); < interval */
+    uint32_t rise;        /* successes in a row that bring an endpoint back, default 2 */
+    uint32_t fall;        /* failures in a row that take it out, default 3 */
+    uint16_t port;        /* check this port instead of the traffic port; 0: traffic port */
+    uint32_t jitter_pct;  /* each interval varies by up to this share, default 10 (0..50) */
+    struct keel_cfg_kv expect_header; /* http: name NULL: no identity check; else the response
+                                         must carry this header with exactly this value */
+};
+
 struct keel_cfg_cluster {
     char *name;
     enum keel_lb_policy lb;
@@ -99,6 +129,7 @@ struct keel_cfg_cluster {
     int warning_drain; /* consul: "warning: drain" (default "serve" at Weights.Warning) */
     char *dns_name;    /* dns: SRV name, key "dns_name", e.g. _api._tcp.service.consul */
     int dynamic;       /* made at run time from Consul catalog tags, not read from the file */
+    struct keel_cfg_health health_check; /* active checks; enabled 0: none */
 };
 
 /* Top-level "consul:" section. Present or not, consul clusters use these (defaults). */

@@ -28,6 +28,8 @@ process, from 1>. Paths (the query string selects options):
   /__backend/log         JSON list of every request head received (method, target,
                          version, headers), not counting /__backend/* requests
   /__backend/reset       clears that list
+  /__backend/health?status=N  makes /health answer N from now on (default 200)
+  /health                the status set above (exact path; logged like any request)
 Behaviour paths match on the last path segment, so /app/sleep?ms=5 works like
 /sleep?ms=5 (keel does not strip route prefixes). A malformed request gets 400 and the connection is closed (it is still logged when
 its head could be split into lines).
@@ -153,6 +155,7 @@ class Backend:
         self.lock = threading.Lock()
         self.conn_count = 0
         self.log = []
+        self.health_status = 200  # what /health answers (set by /__backend/health)
 
     # ---- plumbing -------------------------------------------------------
 
@@ -345,6 +348,19 @@ class Backend:
             with self.lock:
                 self.log = []
             self.send_simple(sock, num, 200, b"reset\n", close=not keep)
+            return keep
+        if path == "/__backend/health":
+            self.read_body(rd, entry, lambda d: None)
+            with self.lock:
+                self.health_status = int(query.get("status", "200"))
+            self.send_simple(sock, num, 200, b"health %d\n" % self.health_status, close=not keep)
+            return keep
+        if path == "/health":
+            self.read_body(rd, entry, lambda d: None)
+            with self.lock:
+                code = self.health_status
+            self.send_simple(sock, num, code, b"health %d\n" % code, close=not keep,
+                             head_only=is_head)
             return keep
         # Behaviour paths match on the last segment: /any/prefix/sleep works like /sleep.
         path = "/" + path.rsplit("/", 1)[-1]

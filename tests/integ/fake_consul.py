@@ -160,6 +160,7 @@ class ConsulState:
         self.acl_token = acl_token
         self.cond = threading.Condition(threading.RLock())
         self.stopping = False
+        self.in_flight = 0  # API requests between their log entry and their answer
         self.requests = []
         self.req_seq = 0
         self.t0 = time.monotonic()
@@ -789,6 +790,18 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method):
+        # Counted while being answered, so that stop() can let a woken blocking query write
+        # its answer before the process exits (daemon handler threads die with it).
+        with self.st.cond:
+            self.st.in_flight += 1
+        try:
+            self._dispatch_counted(method)
+        finally:
+            with self.st.cond:
+                self.st.in_flight -= 1
+                self.st.cond.notify_all()
+
+    def _dispatch_counted(self, method):
         self._start = time.monotonic()
         self._entry = None
         u = urllib.parse.urlsplit(self.path)
@@ -1135,10 +1148,19 @@ class FakeConsul:
                     return
                 st.cond.wait(0.2 if nxt is None else min(0.2, max(0.005, nxt)))
 
-    def stop(self):
-        with self.state.cond:
-            self.state.stopping = True
-            self.state.cond.notify_all()
+    def stop(self, drain_timeout=5.0):
+        """Stops serving: waiting blocking queries are answered (and hung ones closed)
+        before the listener closes; waits at most drain_timeout for them."""
+        st = self.state
+        with st.cond:
+            st.stopping = True
+            st.cond.notify_all()
+            deadline = time.monotonic() + drain_timeout
+            while st.in_flight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                st.cond.wait(left)
         self.server.shutdown()
         self.server.server_close()
         for t in self._threads:

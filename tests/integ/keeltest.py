@@ -459,7 +459,7 @@ class KeelProc:
         except OSError:
             return ""
 
-    def wait_log(self, regex, timeout=5.0):
+    def wait_log(self, regex, timeout=10.0):
         rx = re.compile(regex)
         return wait_for(lambda: rx.search(self.log_text()), timeout, what="log /%s/" % regex)
 

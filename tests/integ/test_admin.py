@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import threading
-import time
 import unittest
 
 from keeltest import KeelTestCase, Client, cluster, http_listener, keel_yaml, wait_for
@@ -93,7 +92,7 @@ class AdminTest(KeelTestCase):
                     return None
             return doc
         try:
-            doc = wait_for(matches, 2.0, what="request counts in /v1/clusters")
+            doc = wait_for(matches, 10.0, what="request counts in /v1/clusters")
         except AssertionError:
             self.fail("counts differ: sent %s, /v1/clusters says %s"
                       % (dict(by_addr), json.dumps(self.clusters_json())))
@@ -112,9 +111,10 @@ class AdminTest(KeelTestCase):
         done = threading.Event()
 
         def slow():
-            c = Client(self.port, timeout=10)
+            c = Client(self.port, timeout=15)
             try:
-                c.get("/sleep?ms=1500")
+                # Long enough to still be in flight when /v1/clusters is read on a busy machine.
+                c.get("/sleep?ms=4000")
             finally:
                 c.close()
                 done.set()
@@ -122,15 +122,15 @@ class AdminTest(KeelTestCase):
         ts = [threading.Thread(target=slow, daemon=True) for _ in range(4)]
         for t in ts:
             t.start()
-        wait_for(lambda: len(self.b1.log()) + len(self.b2.log()) == 4, 3, what="4 in flight")
+        wait_for(lambda: len(self.b1.log()) + len(self.b2.log()) == 4, 10, what="4 in flight")
         doc = self.clusters_json()
         active = {self.b1.addr: len(self.b1.log()), self.b2.addr: len(self.b2.log())}
         for addr, want in active.items():
             self.assertEqual(self.endpoint(doc, "api", addr)[1]["active"], want, doc)
         for t in ts:
-            t.join(10)
+            t.join(15)
         wait_for(lambda: all(self.endpoint(self.clusters_json(), "api", a)[1]["active"] == 0
-                             for a in active), 2, what="active back to 0")
+                             for a in active), 10, what="active back to 0")
 
     def test_connect_failures_counted(self):
         c = self.client(self.port)
@@ -147,8 +147,17 @@ class AdminTest(KeelTestCase):
 
     def test_metrics_promtool_and_counters(self):
         counts = self.send_traffic()
-        time.sleep(0.2)
-        r = self.keel.admin("/metrics")
+
+        # Counters are bumped as each exchange finishes, which can be just after the client
+        # has the response: wait (bounded) until all 16 are counted, not a fixed sleep.
+        def all_counted():
+            r = self.keel.admin("/metrics")
+            smp = parse_metrics(r.body.decode())
+            done = (sum(sample(smp, "keel_listener_requests_total", listener="web")) >= 16 and
+                    sum(sample(smp, "keel_upstream_requests_total", cluster="api")) >= 16 and
+                    sum(sample(smp, "keel_request_duration_seconds_count", cluster="api")) >= 16)
+            return r if done else None
+        r = wait_for(all_counted, 10.0, what="16 requests counted in /metrics")
         self.assertEqual(r.status, 200)
         self.assertIn("text/plain", (r.header("Content-Type") or ""))
         p = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=r.body,

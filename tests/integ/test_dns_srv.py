@@ -203,7 +203,7 @@ class DnsSrvTest(KeelTestCase):
     def endpoints(self, name="api"):
         return {e["id"]: e for e in self.cluster_info(name)["endpoints"]}
 
-    def wait_endpoints(self, ids, name="api", timeout=8.0):
+    def wait_endpoints(self, ids, name="api", timeout=10.0):
         """Waits until the cluster's endpoint ids are exactly ids; returns {id: endpoint}."""
         want = set(ids)
         last = []
@@ -300,7 +300,7 @@ class DnsSrvTest(KeelTestCase):
 
         def on_p2():
             return self.hits(1, conn=conn)["p2"] == 1
-        wait_for(on_p2, 6.0, 0.05, "traffic to the priority-2 endpoint")
+        wait_for(on_p2, 10.0, 0.05, "traffic to the priority-2 endpoint")
         took = time.monotonic() - t0
         eps = self.wait_endpoints([ids["p2"]])
         self.assertEqual(eps[ids["p2"]]["state"], "healthy", eps)
@@ -308,7 +308,7 @@ class DnsSrvTest(KeelTestCase):
 
         # Failback: priority 1 returns; priority 2 is standby again.
         self.dns.start(srv=tier1 + tier2, hosts=hosts, ttl=1)
-        wait_for(lambda: self.hits(1, conn=conn)["p2"] == 0, 6.0, 0.05,
+        wait_for(lambda: self.hits(1, conn=conn)["p2"] == 0, 10.0, 0.05,
                  "traffic back on priority 1")
         eps = self.wait_endpoints(ids.values())
         self.assertEqual(eps[ids["p2"]]["reason"], "standby: priority 2", eps)
@@ -334,9 +334,11 @@ class DnsSrvTest(KeelTestCase):
         self.dns.start(srv=[("svc.test", b["new"].port, 1, 1)], hosts=hosts, ttl=2)
         t0 = time.monotonic()
         conn = self.client(self.port)
-        wait_for(lambda: self.hits(1, conn=conn)["new"] == 1, 6.0, 0.05, "traffic to 'new'")
+        wait_for(lambda: self.hits(1, conn=conn)["new"] == 1, 10.0, 0.05, "traffic to 'new'")
         took = time.monotonic() - t0
-        self.assertLess(took, 2.0 + 1.5, "followed the change after %.2fs (TTL 2s)" % took)
+        # TTL 2 s (max_ttl 300 s): re-asked after the TTL, not the ceiling; the slack is for
+        # the query, debounce and a busy machine.
+        self.assertLess(took, 2.0 + 3.0, "followed the change after %.2fs (TTL 2s)" % took)
         self.wait_endpoints(["svc.test:%d/127.0.0.1" % b["new"].port])
         self.assertEqual(self.hits(10, conn=conn), collections.Counter({"new": 10}))
 
@@ -420,7 +422,7 @@ class DnsSrvTest(KeelTestCase):
                 self.assertEqual(failures, [], "%s: %s" % (phase, statuses))
                 self.assertGreater(statuses[200], 50, statuses)
                 d = wait_for(lambda: (lambda x: x if x["errors"] > errors0 else None)(
-                    self.cluster_info()["discovery"]), 3.0, 0.1, "discovery.errors to grow")
+                    self.cluster_info()["discovery"]), 10.0, 0.1, "discovery.errors to grow")
                 self.assertNotEqual(d["last_error"], "", d)
                 self.assertIn(SRV_NAME, d["last_error"])
                 if phase == "servfail":
@@ -444,7 +446,7 @@ class DnsSrvTest(KeelTestCase):
                            ttl=1)
             wait_for(lambda: self.cluster_info()["discovery"]["last_error"] == "", 40.0, 0.1,
                      "last_error to clear after %s" % phase)
-        self.keel.wait_log(r"discovery failed, keeping the last good 1 endpoints", 1.0)
+        self.keel.wait_log(r"discovery failed, keeping the last good 1 endpoints", 5.0)
 
     def test_nxdomain_empties_only_after_empty_hold(self):
         b = self.start_backend("n1")
@@ -459,7 +461,7 @@ class DnsSrvTest(KeelTestCase):
         self.assertEqual(dns_query(self.dns_port, SRV_NAME, T_SRV)[0], 3)
         conn = self.client(self.port)
         seen = wait_for(lambda: "NXDOMAIN" in self.cluster_info()["discovery"]["last_error"],
-                        5.0, 0.05, "keel to see NXDOMAIN")
+                        10.0, 0.05, "keel to see NXDOMAIN")
         self.assertTrue(seen)
         t_seen = time.monotonic()
         # Within the hold the last endpoints still serve.
@@ -470,31 +472,32 @@ class DnsSrvTest(KeelTestCase):
             statuses.append(r.status)
             if r.status != 200:
                 break
-            if time.monotonic() - t_seen > 8:
-                self.fail("cluster not emptied 8 s after NXDOMAIN (empty_hold 2s)")
+            if time.monotonic() - t_seen > 10:
+                self.fail("cluster not emptied 10 s after NXDOMAIN (empty_hold 2s)")
             time.sleep(0.05)
         t_empty = time.monotonic() - t_seen
         self.assertEqual(r.status, 503, r)
         self.assertGreater(statuses.count(200), 10, statuses)
         self.assertGreaterEqual(t_empty, 1.5, "emptied %.2fs after NXDOMAIN was seen" % t_empty)
-        self.assertLessEqual(t_empty, 4.5, "emptied %.2fs after NXDOMAIN was seen" % t_empty)
+        # Upper bound: hold 2 s + one TTL (1 s) re-query, with slack for a busy machine.
+        self.assertLessEqual(t_empty, 6.0, "emptied %.2fs after NXDOMAIN was seen" % t_empty)
         self.assertEqual(self.endpoints(), {})
         self.assertEqual(one_request(self.port, "GET", "/").status, 503)
 
         # Records return: the cluster fills again.
         self.dns.start(srv=[("n1.test", b.port, 1, 1)], hosts=hosts, ttl=1)
-        self.wait_endpoints(["n1.test:%d/127.0.0.1" % b.port], timeout=5)
-        wait_for(lambda: one_request(self.port, "GET", "/").status == 200, 3.0, 0.05,
+        self.wait_endpoints(["n1.test:%d/127.0.0.1" % b.port])
+        wait_for(lambda: one_request(self.port, "GET", "/").status == 200, 10.0, 0.05,
                  "200 after the records return")
 
         # An empty answer (NODATA: the name exists with another type) is held the same way.
         self.dns.start(srv=[], hosts=hosts, ttl=1, extra=["txt-record=%s,x" % SRV_NAME])
         self.assertEqual(dns_query(self.dns_port, SRV_NAME, T_SRV), (0, 0))
         wait_for(lambda: "no SRV records" in self.cluster_info()["discovery"]["last_error"],
-                 5.0, 0.05, "keel to see the empty answer")
+                 10.0, 0.05, "keel to see the empty answer")
         t_seen = time.monotonic()
         self.assertEqual(one_request(self.port, "GET", "/").status, 200)
-        wait_for(lambda: one_request(self.port, "GET", "/").status == 503, 6.0, 0.05,
+        wait_for(lambda: one_request(self.port, "GET", "/").status == 503, 10.0, 0.05,
                  "503 after empty_hold")
         self.assertGreaterEqual(time.monotonic() - t_seen, 1.5)
 

@@ -973,6 +973,182 @@ static void test_bad_table(void)
     run_bad_cases("core", bad_cases, n);
 }
 
+/* ---- health_check ---------------------------------------------------------------------- */
+
+#define HC(body) L4 C3 "    health_check:\n" body
+
+static const struct bad_case health_bad_cases[] = {
+    {HC("      type: udp\n"), "9:13",
+     "clusters[0].health_check.type: |unknown health check type \"udp\" (expected one of http, "
+     "tcp)",
+     1},
+    {HC("      path: /h\n"), "9:7",
+     "clusters[0].health_check.type: |missing required key \"type\"|http or tcp", 1},
+    {HC("      type: http\n      intervall: 1s\n"), "10:7",
+     "clusters[0].health_check.intervall: |unknown key \"intervall\" (expected one of type, "
+     "path, method, host, expect, interval, timeout, rise, fall, port, jitter, expect_header)",
+     1},
+    {HC("      type: http\n      interval: 50ms\n"), "10:17",
+     "clusters[0].health_check.interval: |duration \"50ms\" is out of range (expected "
+     "100ms..1h)",
+     1},
+    {HC("      type: http\n      interval: 2h\n"), "10:17",
+     "clusters[0].health_check.interval: |out of range (expected 100ms..1h)", 1},
+    {HC("      type: tcp\n      interval: 1s\n      timeout: 1s\n"), "11:16",
+     "clusters[0].health_check.timeout: |timeout 1s must be shorter than the interval 1s", 1},
+    {HC("      type: tcp\n      timeout: 5s\n"), "10:16",
+     "clusters[0].health_check.timeout: |timeout 5s must be shorter than the interval 5s", 1},
+    {HC("      type: tcp\n      rise: 0\n"), "10:13",
+     "clusters[0].health_check.rise: |\"0\" is out of range (expected 1..100)", 1},
+    {HC("      type: tcp\n      fall: 101\n"), "10:13",
+     "clusters[0].health_check.fall: |\"101\" is out of range (expected 1..100)", 1},
+    {HC("      type: http\n      expect: [399-200]\n"), "10:16",
+     "clusters[0].health_check.expect[0]: |status range \"399-200\" is empty", 1},
+    {HC("      type: http\n      expect: [200, abc]\n"), "10:21",
+     "clusters[0].health_check.expect[1]: |invalid status \"abc\" (expected a code like 200 or "
+     "a range like 200-399)",
+     1},
+    {HC("      type: http\n      expect: [200-600]\n"), "10:16",
+     "clusters[0].health_check.expect[0]: |status \"200-600\" is out of range (expected codes "
+     "100..599)",
+     1},
+    {HC("      type: http\n      expect: []\n"), "10:15",
+     "clusters[0].health_check.expect: |at least one expected status is required", 1},
+    {HC("      type: http\n      expect: [2xx]\n"), "10:16",
+     "clusters[0].health_check.expect[0]: |invalid status \"2xx\"", 1},
+    {HC("      type: tcp\n      path: /health\n      expect: [200]\n"), "10:13",
+     "clusters[0].health_check.path: |\"path\" is only for \"type: http\" checks (a tcp check "
+     "only connects)",
+     2},
+    {HC("      type: tcp\n      port: 0\n"), "10:13",
+     "clusters[0].health_check.port: |\"0\" is out of range (expected 1..65535)", 1},
+    {HC("      type: tcp\n      jitter: 60%\n"), "10:15",
+     "clusters[0].health_check.jitter: |\"60%\" is out of range (expected 0%..50%)", 1},
+    {HC("      type: tcp\n      jitter: 10\n"), "10:15",
+     "clusters[0].health_check.jitter: |invalid percentage \"10\"", 1},
+    {HC("      type: http\n      method: \"G T\"\n"), "10:15",
+     "clusters[0].health_check.method: |invalid method \"G T\" (expected an HTTP token", 1},
+    {HC("      type: http\n      path: health\n"), "10:13",
+     "clusters[0].health_check.path: |invalid path \"health\" (expected a path starting with "
+     "'/'",
+     1},
+    {HC("      type: http\n      host: \"a b\"\n"), "10:13",
+     "clusters[0].health_check.host: |invalid host \"a b\"", 1},
+    {HC("      type: http\n      expect_header: {name: X-Service}\n"), "10:22",
+     "clusters[0].health_check.expect_header.value: |missing required key \"value\"", 1},
+    {HC("      type: http\n      expect_header: {name: \"X Service\", value: api}\n"), "10:29",
+     "clusters[0].health_check.expect_header.name: |invalid header name \"X Service\"", 1},
+    {HC("      type: http\n      expect_header: {name: X-S, value: api, other: 1}\n"), "10:46",
+     "clusters[0].health_check.expect_header.other: |unknown key \"other\" (expected one of "
+     "name, value)",
+     1},
+    {L4 C3 "    health_check: yes\n", "8:19",
+     "clusters[0].health_check: |expected a mapping, found \"yes\"", 1},
+    {L4 C3 "    health_check:\n      type: http\n      type: tcp\n", "10:7",
+     "clusters[0].health_check.type: |duplicate key \"type\"", 1},
+};
+
+static void test_health_bad_table(void)
+{
+    size_t n = sizeof(health_bad_cases) / sizeof(health_bad_cases[0]);
+    CHECK(n >= 10);
+    run_bad_cases("health", health_bad_cases, n);
+}
+
+static void test_health_full(void)
+{
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    int rc = load(L4 C3 "    health_check:\n"
+                        "      type: http\n"
+                        "      path: /healthz?full=1\n"
+                        "      method: HEAD\n"
+                        "      host: api.internal:8080\n"
+                        "      expect: [200, 204-206, \"300-302\"]\n"
+                        "      interval: 2s\n"
+                        "      timeout: 500ms\n"
+                        "      rise: 5\n"
+                        "      fall: 1\n"
+                        "      port: 9902\n"
+                        "      jitter: 0%\n"
+                        "      expect_header: {name: X-Service, value: api}\n",
+                  &cfg, &e);
+    if (!CHECKF(rc == 0 && cfg && e.n == 0, "rc %d", rc)) {
+        dump_errors(&e);
+        keel_config_errors_free(&e);
+        return;
+    }
+    const struct keel_cfg_health *h = &cfg->clusters[0].health_check;
+    CHECK(h->enabled && h->type == KEEL_HEALTH_HTTP);
+    CHECK(streq(h->path, "/healthz?full=1"));
+    CHECK(streq(h->method, "HEAD"));
+    CHECK(streq(h->host, "api.internal:8080"));
+    CHECK(h->n_expect == 3);
+    if (h->n_expect == 3) {
+        CHECK(h->expect[0].lo == 200 && h->expect[0].hi == 200);
+        CHECK(h->expect[1].lo == 204 && h->expect[1].hi == 206);
+        CHECK(h->expect[2].lo == 300 && h->expect[2].hi == 302);
+    }
+    CHECK(h->interval_ms == 2000 && h->timeout_ms == 500);
+    CHECK(h->rise == 5 && h->fall == 1);
+    CHECK(h->port == 9902 && h->jitter_pct == 0);
+    CHECK(streq(h->expect_header.name, "X-Service") && streq(h->expect_header.value, "api"));
+    keel_config_free(cfg);
+}
+
+static void test_health_defaults(void)
+{
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    int rc = load(L4 C3 "    health_check: {type: http}\n", &cfg, &e);
+    if (!CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        dump_errors(&e);
+        keel_config_errors_free(&e);
+        return;
+    }
+    const struct keel_cfg_health *h = &cfg->clusters[0].health_check;
+    CHECK(h->enabled && h->type == KEEL_HEALTH_HTTP);
+    CHECK(streq(h->path, "/health") && streq(h->method, "GET") && h->host == NULL);
+    CHECK(h->n_expect == 1 && h->expect[0].lo == 200 && h->expect[0].hi == 399);
+    CHECK(h->interval_ms == 5000 && h->timeout_ms == 2000);
+    CHECK(h->rise == 2 && h->fall == 3 && h->port == 0 && h->jitter_pct == 10);
+    CHECK(h->expect_header.name == NULL && h->expect_header.value == NULL);
+    keel_config_free(cfg);
+
+    /* tcp: no http fields; a short interval gets half of it as the default timeout. */
+    rc = load(L4 C3 "    health_check: {type: tcp, interval: 200ms}\n", &cfg, &e);
+    CHECKF(rc == 0 && cfg, "rc %d", rc);
+    if (cfg) {
+        h = &cfg->clusters[0].health_check;
+        CHECK(h->enabled && h->type == KEEL_HEALTH_TCP);
+        CHECK(h->interval_ms == 200 && h->timeout_ms == 100);
+        CHECK(h->path == NULL && h->method == NULL && h->n_expect == 0);
+    }
+    keel_config_free(cfg);
+    dump_errors(&e);
+    keel_config_errors_free(&e);
+
+    /* A single status as a scalar; a consul cluster may be checked too. */
+    rc = load(L4 "clusters:\n  - name: api\n    discovery: consul\n    service: api\n"
+                 "    health_check: {type: http, expect: 204, timeout: 100ms}\n",
+              &cfg, &e);
+    CHECKF(rc == 0 && cfg, "rc %d", rc);
+    if (cfg) {
+        h = &cfg->clusters[0].health_check;
+        CHECK(h->enabled && h->n_expect == 1 && h->expect[0].lo == 204 && h->expect[0].hi == 204);
+        CHECK(h->timeout_ms == 100 && h->interval_ms == 5000);
+    }
+    keel_config_free(cfg);
+    dump_errors(&e);
+    keel_config_errors_free(&e);
+
+    /* No health_check: not enabled. */
+    rc = load(MIN_LISTENERS MIN_CLUSTERS, &cfg, &e);
+    CHECK(rc == 0 && cfg && !cfg->clusters[0].health_check.enabled);
+    keel_config_free(cfg);
+    keel_config_errors_free(&e);
+}
+
 static void test_all_errors_reported(void)
 {
     struct keel_cfg *cfg;
@@ -1298,5 +1474,8 @@ int main(void)
     test_file();
     test_example_file();
     test_localhost_without_dns();
+    test_health_bad_table();
+    test_health_full();
+    test_health_defaults();
     return TEST_SUMMARY("test_config");
 }
