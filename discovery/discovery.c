@@ -331,6 +331,8 @@ struct keel_dcluster *keel_discovery_add_dynamic(struct keel_discovery *d, const
     cc->response_timeout_ms = 60000;
     cc->idle_timeout_ms = 60000;
     cc->max_idle_per_endpoint = 64;
+    keel_config_outlier_defaults(&cc->outlier);
+    cc->panic_threshold = 50;
     cc->discovery = KEEL_DISC_CONSUL;
     cc->dynamic = 1;
     c = &d->cl[d->n_cl++];

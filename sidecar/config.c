@@ -1324,10 +1324,58 @@ enum {
     C_WARNING,
     C_DNS_NAME,
     C_HEALTH,
+    C_OUTLIER,
+    C_PANIC,
     C__N
 };
 
 static const char *const disc_names[] = {"static", "consul", "dns"};
+
+void keel_config_outlier_defaults(struct keel_cfg_outlier *o)
+{
+    o->consecutive_5xx = 0;
+    o->consecutive_gateway = 5;
+    o->consecutive_timeout = 3;
+    o->base_ms = 30000;
+    o->max_ms = 300000;
+    o->max_ejection_percent = 50;
+}
+
+static void parse_outlier(struct ctx *c, struct keel_cfg_outlier *o, yaml_node_t *n,
+                          const char *path)
+{
+    static const char *const keys[] = {"consecutive_5xx",      "consecutive_gateway_failures",
+                                       "consecutive_timeouts", "base_ejection_time",
+                                       "max_ejection_time",    "max_ejection_percent"};
+    yaml_node_t *v[6];
+    char kpath[PATHLEN];
+    if (fields(c, n, path, keys, 6, v))
+        return;
+    uint32_t *counts[3] = {&o->consecutive_5xx, &o->consecutive_gateway, &o->consecutive_timeout};
+    for (size_t i = 0; i < 3; i++) {
+        if (!v[i])
+            continue;
+        path_key(kpath, path, keys[i]);
+        get_u32(c, v[i], kpath, 0, 1000, counts[i]);
+    }
+    if (v[3]) {
+        path_key(kpath, path, keys[3]);
+        get_duration(c, v[3], kpath, 1, &o->base_ms);
+    }
+    if (v[4]) {
+        path_key(kpath, path, keys[4]);
+        get_duration(c, v[4], kpath, 1, &o->max_ms);
+    }
+    if (v[5]) {
+        path_key(kpath, path, keys[5]);
+        get_u32(c, v[5], kpath, 0, 100, &o->max_ejection_percent);
+    }
+    if (o->max_ms < o->base_ms) {
+        path_key(kpath, path, "max_ejection_time");
+        err(c, v[4] ? v[4] : n, kpath, "must be at least base_ejection_time (%ums), found %ums",
+            o->base_ms, o->max_ms);
+    }
+}
 
 /* The keys that depend on "discovery:", once the kind is known. */
 static void parse_cluster_source(struct ctx *c, struct keel_cfg *cfg, struct keel_cfg_cluster *cl,
@@ -1692,9 +1740,10 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
                           const char *path)
 {
     static const char *const keys[C__N] = {
-        "name",      "lb",      "endpoints", "timeouts",    "max_idle_per_endpoint",
-        "discovery", "service", "tag",       "datacenter",  "namespace",
-        "partition", "warning", "dns_name",  "health_check"};
+        "name",           "lb",      "endpoints", "timeouts",     "max_idle_per_endpoint",
+        "discovery",      "service", "tag",       "datacenter",   "namespace",
+        "partition",      "warning", "dns_name",  "health_check", "outlier",
+        "panic_threshold"};
     static const char *const tkeys[] = {"connect", "response", "idle"};
     struct keel_cfg_cluster *cl = &cfg->clusters[idx];
     yaml_node_t *v[C__N], *t[3];
@@ -1751,6 +1800,14 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
         path_key(kpath, path, "health_check");
         parse_health(c, &cl->health_check, v[C_HEALTH], kpath);
     }
+    if (v[C_OUTLIER]) {
+        path_key(kpath, path, "outlier");
+        parse_outlier(c, &cl->outlier, v[C_OUTLIER], kpath);
+    }
+    if (v[C_PANIC]) {
+        path_key(kpath, path, "panic_threshold");
+        get_u32(c, v[C_PANIC], kpath, 0, 100, &cl->panic_threshold);
+    }
 }
 
 static void parse_clusters(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
@@ -1775,6 +1832,8 @@ static void parse_clusters(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
         cl->response_timeout_ms = 60000;
         cl->idle_timeout_ms = 60000;
         cl->max_idle_per_endpoint = 64;
+        keel_config_outlier_defaults(&cl->outlier);
+        cl->panic_threshold = 50;
         yaml_node_t *item = node_at(c, n->data.sequence.items.start[i]);
         char ipath[PATHLEN];
         path_idx(ipath, "clusters", i);

@@ -211,7 +211,7 @@ static void report(struct keel_conn *c, enum keel_outlier_outcome o)
         return;
     const struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
     if ((uint32_t)t->ep < cl->n_eps)
-        keel_outlier_report(cl, &cl->eps[t->ep], o, NULL);
+        keel_outlier_report(cl, &cl->eps[t->ep], o);
 }
 
 static void txn_release_load(struct keel_txn *t)

@@ -7,8 +7,6 @@
 
 _Thread_local uint64_t keel_clock_now_ms;
 
-const struct keel_outlier_cfg keel_outlier_defaults = {0, 5, 3, 30000, 300000, 50};
-
 void keel_clock_update(void)
 {
     struct timespec ts;
@@ -43,7 +41,7 @@ static uint32_t ejected_now(const struct keel_cluster *cl)
 }
 
 static int eject(const struct keel_cluster *cl, const struct keel_endpoint *ep, uint32_t cause,
-                 const struct keel_outlier_cfg *oc)
+                 const struct keel_cfg_outlier *oc)
 {
     struct keel_ep_load *l = ep->load;
     /* Never eject so much that the pool cannot serve: at most max_ejection_percent, and
@@ -87,13 +85,18 @@ static void clear(_Atomic uint32_t *c)
 }
 
 int keel_outlier_report(const struct keel_cluster *cl, const struct keel_endpoint *ep,
-                        enum keel_outlier_outcome outcome, const struct keel_outlier_cfg *oc)
+                        enum keel_outlier_outcome outcome)
 {
+    static struct keel_cfg_outlier defaults;
     struct keel_ep_load *l = ep->load;
     if (!l)
         return 0;
-    if (!oc)
-        oc = &keel_outlier_defaults;
+    const struct keel_cfg_outlier *oc = cl->cfg ? &cl->cfg->outlier : NULL;
+    if (!oc) {
+        if (!defaults.base_ms)
+            keel_config_outlier_defaults(&defaults);
+        oc = &defaults;
+    }
     int on_probation =
         atomic_load_explicit(&l->probation, memory_order_relaxed) &&
         atomic_load_explicit(&l->ejected_until_ms, memory_order_relaxed) <= keel_clock_now_ms;

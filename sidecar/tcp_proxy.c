@@ -138,8 +138,7 @@ static void tcp_connect_failed(struct keel_conn *c, int err)
                  u->name, cl->name, keel_strerror(err));
     if (c->t.ep >= 0 && (uint32_t)c->t.ep < cl->n_eps)
         keel_outlier_report(cl, &cl->eps[c->t.ep],
-                            err == KEEL_ETIMEDOUT ? KEEL_OUTCOME_TIMEOUT : KEEL_OUTCOME_GATEWAY,
-                            NULL);
+                            err == KEEL_ETIMEDOUT ? KEEL_OUTCOME_TIMEOUT : KEEL_OUTCOME_GATEWAY);
     c->up = NULL;
     u->owner = NULL;
     keel_up_close(u);
@@ -163,7 +162,7 @@ static void on_tcp_connected(struct ev_loop *loop, ev_io *io, int revents)
     u->state = KEEL_UP_ACTIVE;
     const struct keel_cluster *cl = &c->t.ws->snap->clusters[c->t.cluster];
     if (c->t.ep >= 0 && (uint32_t)c->t.ep < cl->n_eps)
-        keel_outlier_report(cl, &cl->eps[c->t.ep], KEEL_OUTCOME_OK, NULL);
+        keel_outlier_report(cl, &cl->eps[c->t.ep], KEEL_OUTCOME_OK);
     keel_tunnel_start(c);
 }
 
@@ -211,7 +210,7 @@ static void tcp_connect(struct keel_conn *c)
             atomic_fetch_add_explicit(&ep->load->connect_failures, 1, memory_order_relaxed);
             KEEL_WARN_RL("conn=%llu: tcp connect to %s failed: %s", (unsigned long long)c->id,
                          ep->name, keel_strerror(err));
-            keel_outlier_report(cl, ep, KEEL_OUTCOME_GATEWAY, NULL);
+            keel_outlier_report(cl, ep, KEEL_OUTCOME_GATEWAY);
             continue;
         }
         c->up = u;

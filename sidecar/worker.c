@@ -126,10 +126,9 @@ int keel_worker_bind(struct keel_worker *w)
     return 0;
 }
 
-/* Panic mode (Envoy's threshold): below this share of the present weight eligible, balance
- * over every endpoint discovery still offers rather than overload the few healthy ones. */
-#define PANIC_THRESHOLD_PERCENT 50
-
+/* Panic mode (Envoy's threshold, per cluster, default 50%): below that share of the present
+ * weight eligible, balance over every endpoint discovery still offers rather than overload
+ * the few healthy ones. */
 static void update_panic(struct keel_worker *w, struct keel_wsnap *ws)
 {
     if (!ws->panic)
@@ -144,7 +143,8 @@ static void update_panic(struct keel_worker *w, struct keel_wsnap *ws)
             if (keel_ep_eligible(&cl->eps[i]))
                 eligible += cl->eps[i].weight;
         }
-        uint8_t p = present > 0 && eligible * 100 < present * PANIC_THRESHOLD_PERCENT;
+        uint32_t threshold = cl->cfg ? cl->cfg->panic_threshold : 0;
+        uint8_t p = present > 0 && eligible * 100 < present * threshold;
         if (p != ws->panic[c])
             KEEL_WARN_RL("cluster %s: %s panic mode (%llu of %llu weight eligible)", cl->name,
                          p ? "entering" : "leaving", (unsigned long long)eligible,

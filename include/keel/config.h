@@ -7,6 +7,16 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* Passive outlier detection of a cluster ("outlier:"); 0 disables a threshold. */
+struct keel_cfg_outlier {
+    uint32_t consecutive_5xx;      /* default 0 (off) */
+    uint32_t consecutive_gateway;  /* "consecutive_gateway_failures", default 5 */
+    uint32_t consecutive_timeout;  /* "consecutive_timeouts", default 3 */
+    uint32_t base_ms;              /* "base_ejection_time", default 30s */
+    uint32_t max_ms;               /* "max_ejection_time", default 300s */
+    uint32_t max_ejection_percent; /* default 50 */
+};
+
 enum keel_lb_policy {
     KEEL_LB_WEIGHTED_LEAST_CONN = 0, /* "weighted_least_conn" (default) */
     KEEL_LB_LEAST_CONN,              /* "least_conn" */
@@ -129,6 +139,9 @@ struct keel_cfg_cluster {
     int warning_drain; /* consul: "warning: drain" (default "serve" at Weights.Warning) */
     char *dns_name;    /* dns: SRV name, key "dns_name", e.g. _api._tcp.service.consul */
     int dynamic;       /* made at run time from Consul catalog tags, not read from the file */
+    struct keel_cfg_outlier outlier;
+    uint32_t panic_threshold; /* percent of the present weight; below it, panic mode; default 50,
+                                 0 = never */
     struct keel_cfg_health health_check; /* active checks; enabled 0: none */
 };
 
@@ -208,6 +221,9 @@ void keel_config_free(struct keel_cfg *cfg);
 
 /** Frees the messages of an error list and zeroes it. [any] */
 void keel_config_errors_free(struct keel_cfg_errors *errs);
+
+/** Fills the built-in outlier detection defaults. [any] */
+void keel_config_outlier_defaults(struct keel_cfg_outlier *o);
 
 /** Name of a policy as written in keel.yaml. [any] */
 const char *keel_config_lb_name(enum keel_lb_policy p);

@@ -22,19 +22,10 @@ enum keel_outlier_cause {
     KEEL_EJECT_PROBE, /* the probe after an ejection failed */
 };
 
-/* Thresholds (0 disables one) and times. Built-in defaults: 5xx off (an application error
- * is not an endpoint failure unless the cluster says so), 5 gateway failures, 3 timeouts, 30 s
- * base, 300 s cap, at most 50% of a cluster ejected. */
-struct keel_outlier_cfg {
-    uint32_t consecutive_5xx;
-    uint32_t consecutive_gateway;
-    uint32_t consecutive_timeout;
-    uint32_t base_ms;
-    uint32_t max_ms;
-    uint32_t max_ejection_percent;
-};
-
-extern const struct keel_outlier_cfg keel_outlier_defaults;
+/* Thresholds and times come from the cluster's "outlier:" (struct keel_cfg_outlier). Built-in
+ * defaults (keel_config_outlier_defaults): 5xx off (an application error is not an endpoint
+ * failure unless the cluster says so), 5 gateway failures, 3 timeouts, 30 s base, 300 s cap,
+ * at most 50% of a cluster ejected. */
 
 /**
  * Records the outcome of one request (HTTP) or connection attempt (TCP) on endpoint ep of cl,
@@ -42,7 +33,7 @@ extern const struct keel_outlier_cfg keel_outlier_defaults;
  * @return 1 when this call ejected the endpoint, else 0. [worker]
  */
 int keel_outlier_report(const struct keel_cluster *cl, const struct keel_endpoint *ep,
-                        enum keel_outlier_outcome outcome, const struct keel_outlier_cfg *oc);
+                        enum keel_outlier_outcome outcome);
 
 /** Name of an ejection cause for logs and the admin API. [any] */
 const char *keel_outlier_cause_str(uint32_t cause);

@@ -62,6 +62,70 @@ class PassiveOutlierTest(KeelTestCase):
                 return {e["address"]: e for e in c["endpoints"]}
         return {}
 
+    def test_consecutive_5xx_ejects(self):
+        good = [self.start_backend("g%d" % i) for i in range(3)]
+        bad = Always500("bad")
+        self.addCleanup(bad.close)
+        port, admin = self.free_port(), self.free_port()
+        k = self.start_keel(keel_yaml(
+            [http_listener(port, [{"cluster": "c"}])],
+            [dict(cluster("c", [b.addr for b in good] + [bad.addr], lb="round_robin"),
+                  outlier={"consecutive_5xx": 5})], admin, workers=1))
+        c = self.client(port)
+        statuses = [c.get("/x").status for _ in range(60)]
+        # The broken endpoint answered 500 until its fifth in a row, then got nothing more.
+        self.assertEqual(statuses.count(500), 5, statuses)
+        self.assertEqual(bad.count, 5)
+        ep = self.endpoints(k)[bad.addr]
+        self.assertEqual(ep["state"], "ejected")
+        self.assertIn("consecutive 5xx", ep["reason"])
+        k.wait_log(r"endpoint %s ejected for 30\.0s" % bad.addr)
+        m = k.admin("/metrics").body.decode()
+        self.assertIn('keel_upstream_ejections_total{cluster="c",endpoint="%s"} 1' % bad.addr, m)
+        self.assertIn('keel_upstream_healthy{cluster="c",endpoint="%s"} 0' % bad.addr, m)
+
+    def test_5xx_not_counted_by_default(self):
+        good = self.start_backend("g")
+        bad = Always500("bad")
+        self.addCleanup(bad.close)
+        port, admin = self.free_port(), self.free_port()
+        k = self.start_keel(keel_yaml(
+            [http_listener(port, [{"cluster": "c"}])],
+            [cluster("c", [good.addr, bad.addr], lb="round_robin")], admin, workers=1))
+        c = self.client(port)
+        statuses = [c.get("/x").status for _ in range(30)]
+        # An application answering 500 is not ejected unless the cluster asks for it.
+        self.assertEqual(statuses.count(500), 15)
+        self.assertEqual(self.endpoints(k)[bad.addr]["state"], "healthy")
+
+    def test_ejection_expires_and_probe_decides(self):
+        good = self.start_backend("g")
+        bad = Always500("bad")
+        self.addCleanup(bad.close)
+        port, admin = self.free_port(), self.free_port()
+        k = self.start_keel(keel_yaml(
+            [http_listener(port, [{"cluster": "c"}])],
+            [dict(cluster("c", [good.addr, bad.addr], lb="round_robin"),
+                  outlier={"consecutive_5xx": 2, "base_ejection_time": "1s",
+                           "max_ejection_time": "10s"})], admin, workers=1))
+        c = self.client(port)
+        for _ in range(4):
+            c.get("/x")
+        self.assertEqual(self.endpoints(k)[bad.addr]["state"], "ejected")
+        self.assertEqual(bad.count, 2)
+        # After the ejection time the next outcome decides: still failing -> ejected again at
+        # once (one probe request, not two), for twice as long.
+        wait_for(lambda: self.endpoints(k)[bad.addr]["state"] == "healthy", timeout=10,
+                 what="ejection to expire")
+        for _ in range(4):
+            c.get("/x")
+        self.assertEqual(bad.count, 3)
+        ep = self.endpoints(k)[bad.addr]
+        self.assertEqual(ep["state"], "ejected")
+        self.assertIn("probe", ep["reason"])
+        self.assertIn("ejection #2", ep["reason"])
+        k.wait_log(r"endpoint %s ejected for 2\.0s" % bad.addr)
+
     def test_gateway_failures_eject_and_requests_still_succeed(self):
         good = [self.start_backend("g%d" % i) for i in range(3)]
         dead = "127.0.0.1:%d" % self.free_port()  # refuses connections

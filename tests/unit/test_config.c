@@ -1149,6 +1149,54 @@ static void test_health_defaults(void)
     keel_config_errors_free(&e);
 }
 
+/* ---- outlier / panic_threshold ------------------------------------------------------------ */
+
+static const struct bad_case outlier_bad_cases[] = {
+    {L4 C3 "    outlier: {consecutive_5xx: -1}\n", "8:32",
+     "clusters[0].outlier.consecutive_5xx: |expected an integer", 1},
+    {L4 C3 "    outlier: {consecutive_gateway_failures: 1001}\n", "8:45",
+     "clusters[0].outlier.consecutive_gateway_failures: |out of range", 1},
+    {L4 C3 "    outlier: {base_ejection_time: 10s, max_ejection_time: 5s}\n", "8:59",
+     "clusters[0].outlier.max_ejection_time: |must be at least base_ejection_time", 1},
+    {L4 C3 "    outlier: {max_ejection_percent: 101}\n", "8:37",
+     "clusters[0].outlier.max_ejection_percent: |out of range", 1},
+    {L4 C3 "    outlier: {consecutive_errors: 3}\n", "8:15",
+     "clusters[0].outlier.consecutive_errors: |unknown key \"consecutive_errors\"", 1},
+    {L4 C3 "    panic_threshold: 150\n", "8:22", "clusters[0].panic_threshold: |out of range", 1},
+};
+
+static void test_outlier(void)
+{
+    run_bad_cases("outlier", outlier_bad_cases,
+                  sizeof(outlier_bad_cases) / sizeof(outlier_bad_cases[0]));
+    struct keel_cfg *cfg = NULL;
+    struct keel_cfg_errors e;
+    int rc = load(L4 C3 "    outlier: {consecutive_5xx: 7, consecutive_gateway_failures: 0,\n"
+                        "              consecutive_timeouts: 2, base_ejection_time: 2s,\n"
+                        "              max_ejection_time: 1m, max_ejection_percent: 30}\n"
+                        "    panic_threshold: 0\n",
+                  &cfg, &e);
+    if (!CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        dump_errors(&e);
+        keel_config_errors_free(&e);
+        return;
+    }
+    const struct keel_cfg_outlier *o = &cfg->clusters[0].outlier;
+    CHECK(o->consecutive_5xx == 7 && o->consecutive_gateway == 0 && o->consecutive_timeout == 2);
+    CHECK(o->base_ms == 2000 && o->max_ms == 60000 && o->max_ejection_percent == 30);
+    CHECK(cfg->clusters[0].panic_threshold == 0);
+    keel_config_free(cfg);
+    rc = load(L4 C3, &cfg, &e);
+    if (CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        o = &cfg->clusters[0].outlier;
+        CHECK(o->consecutive_5xx == 0 && o->consecutive_gateway == 5 &&
+              o->consecutive_timeout == 3);
+        CHECK(o->base_ms == 30000 && o->max_ms == 300000 && o->max_ejection_percent == 50);
+        CHECK(cfg->clusters[0].panic_threshold == 50);
+        keel_config_free(cfg);
+    }
+}
+
 static void test_all_errors_reported(void)
 {
     struct keel_cfg *cfg;
@@ -1477,5 +1525,6 @@ int main(void)
     test_health_bad_table();
     test_health_full();
     test_health_defaults();
+    test_outlier();
     return TEST_SUMMARY("test_config");
 }
