@@ -168,6 +168,28 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
                             ? (unsigned long long)ld(&s->clusters[c].stats->no_endpoint)
                             : 0ULL);
     }
+    static const char *const limits[3] = {"max_connections", "max_pending_requests",
+                                          "max_requests"};
+    help(b, "keel_cluster_circuit_breaker_rejections_total", "counter",
+         "Requests answered 503 at once because a circuit breaker limit was reached.");
+    for (uint32_t c = 0; c < s->n_clusters; c++)
+        for (int k = 0; k < 3 && s->clusters[c].stats; k++) {
+            keel_buf_printf(b, "keel_cluster_circuit_breaker_rejections_total{cluster=\"");
+            label(b, s->clusters[c].name);
+            keel_buf_printf(b, "\",limit=\"%s\"} %llu\n", limits[k],
+                            (unsigned long long)ld(&s->clusters[c].stats->cb_rejected[k]));
+        }
+    help(b, "keel_cluster_upstream_connections", "gauge",
+         "Upstream connections open for the cluster, all workers.");
+    for (uint32_t c = 0; c < s->n_clusters; c++) {
+        if (!s->clusters[c].stats)
+            continue;
+        keel_buf_printf(b, "keel_cluster_upstream_connections{cluster=\"");
+        label(b, s->clusters[c].name);
+        keel_buf_printf(b, "\"} %lld\n",
+                        (long long)atomic_load_explicit(&s->clusters[c].stats->open_conns,
+                                                        memory_order_relaxed));
+    }
     help(b, "keel_cluster_panic_total", "counter",
          "Picks made in panic mode (too little healthy weight: all present endpoints used).");
     for (uint32_t c = 0; c < s->n_clusters; c++) {

@@ -27,7 +27,7 @@ int keel_config_resolve_names = 1;
 #define MAX_FILE_SIZE (16u << 20)
 #define MAX_NAME_LEN 128
 #define PATHLEN 256
-#define MAX_KEYS 16
+#define MAX_KEYS 24
 
 struct errpos {
     size_t line, col, seq;
@@ -1326,6 +1326,7 @@ enum {
     C_HEALTH,
     C_OUTLIER,
     C_PANIC,
+    C_CIRCUIT,
     C__N
 };
 
@@ -1739,11 +1740,23 @@ static void parse_health(struct ctx *c, struct keel_cfg_health *h, yaml_node_t *
 static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_node_t *n,
                           const char *path)
 {
-    static const char *const keys[C__N] = {
-        "name",           "lb",      "endpoints", "timeouts",     "max_idle_per_endpoint",
-        "discovery",      "service", "tag",       "datacenter",   "namespace",
-        "partition",      "warning", "dns_name",  "health_check", "outlier",
-        "panic_threshold"};
+    static const char *const keys[C__N] = {"name",
+                                           "lb",
+                                           "endpoints",
+                                           "timeouts",
+                                           "max_idle_per_endpoint",
+                                           "discovery",
+                                           "service",
+                                           "tag",
+                                           "datacenter",
+                                           "namespace",
+                                           "partition",
+                                           "warning",
+                                           "dns_name",
+                                           "health_check",
+                                           "outlier",
+                                           "panic_threshold",
+                                           "circuit_breaker"};
     static const char *const tkeys[] = {"connect", "response", "idle"};
     struct keel_cfg_cluster *cl = &cfg->clusters[idx];
     yaml_node_t *v[C__N], *t[3];
@@ -1807,6 +1820,22 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
     if (v[C_PANIC]) {
         path_key(kpath, path, "panic_threshold");
         get_u32(c, v[C_PANIC], kpath, 0, 100, &cl->panic_threshold);
+    }
+    if (v[C_CIRCUIT]) {
+        static const char *const ckeys[] = {"max_connections", "max_pending_requests",
+                                            "max_requests"};
+        yaml_node_t *cv[3];
+        char cpath[PATHLEN];
+        path_key(cpath, path, "circuit_breaker");
+        if (fields(c, v[C_CIRCUIT], cpath, ckeys, 3, cv) == 0) {
+            uint32_t *dst[3] = {&cl->max_connections, &cl->max_pending, &cl->max_requests};
+            for (size_t i = 0; i < 3; i++) {
+                if (!cv[i])
+                    continue;
+                path_key(kpath, cpath, ckeys[i]);
+                get_u32(c, cv[i], kpath, 0, 10000000, dst[i]);
+            }
+        }
     }
 }
 

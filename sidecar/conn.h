@@ -42,6 +42,7 @@ struct keel_upconn {
     enum keel_up_state state;
     struct keel_ep_load *load; /* referenced: pool key and identity */
     const struct keel_cfg_cluster *ccfg;
+    struct keel_cluster_stats *cstats; /* counts this connection in open_conns, or NULL */
     char name[64];
     struct keel_conn *owner;
     struct keel_upconn *next_idle;
@@ -87,7 +88,9 @@ struct keel_txn {
     unsigned dechunk : 1;     /* HTTP/1.0 client: decode chunked, close-delimit */
     unsigned up_reusable : 1; /* upstream may be pooled after this exchange */
     unsigned retried_reuse : 1;
-    unsigned active : 1; /* this txn holds an in-flight count */
+    unsigned active : 1;     /* this txn holds an in-flight count */
+    unsigned cb_request : 1; /* counted in the cluster's active_requests */
+    unsigned cb_pending : 1; /* counted in the cluster's pending (connecting) */
 };
 
 struct keel_conn {
@@ -139,10 +142,11 @@ int keel_sock_setup(int fd);
  * non-blocking connect (pooled=0: always a new one). The load record is referenced by the
  * connection.
  * @return the connection (state CONNECTING or ACTIVE; `reused` set for a pooled one) or NULL
- *         with *err set (KEEL_ENOMEM, KEEL_EIO, KEEL_ECONNREFUSED).
+ *         with *err set (KEEL_ENOMEM, KEEL_EIO, KEEL_ECONNREFUSED, KEEL_ELIMIT when the
+ *         cluster's circuit_breaker.max_connections is reached).
  */
 struct keel_upconn *keel_up_get(struct keel_worker *w, const struct keel_endpoint *ep,
-                                const struct keel_cfg_cluster *ccfg, int pooled, int *err);
+                                const struct keel_cluster *cl, int pooled, int *err);
 /** Returns a connection to its pool, or closes it when the pool is full or draining. */
 void keel_up_release(struct keel_upconn *u);
 /** Closes a connection (queued for freeing in the prepare watcher). */

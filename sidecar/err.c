@@ -42,6 +42,8 @@ const char *keel_strerror(int err)
         return "no eligible endpoint";
     case KEEL_EVERSION:
         return "unsupported HTTP version";
+    case KEEL_ELIMIT:
+        return "limit reached";
     }
     return "unknown error";
 }

@@ -214,6 +214,22 @@ static void report(struct keel_conn *c, enum keel_outlier_outcome o)
         keel_outlier_report(cl, &cl->eps[t->ep], o);
 }
 
+static struct keel_cluster_stats *txn_cstats(const struct keel_txn *t)
+{
+    if (!t->ws || t->cluster < 0 || (uint32_t)t->cluster >= t->ws->snap->n_clusters)
+        return NULL;
+    return t->ws->snap->clusters[t->cluster].stats;
+}
+
+/* The exchange stops waiting for an upstream connection (connected, failed or gone). */
+static void txn_unpend(struct keel_txn *t)
+{
+    struct keel_cluster_stats *st = txn_cstats(t);
+    if (t->cb_pending && st)
+        atomic_fetch_sub_explicit(&st->pending, 1, memory_order_relaxed);
+    t->cb_pending = 0;
+}
+
 static void txn_release_load(struct keel_txn *t)
 {
     if (t->load) {
@@ -264,6 +280,11 @@ void keel_txn_finish(struct keel_conn *c)
                  ename, (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out,
                  dur * 1000.0);
     txn_release_load(t);
+    txn_unpend(t);
+    struct keel_cluster_stats *cst = txn_cstats(t);
+    if (t->cb_request && cst)
+        atomic_fetch_sub_explicit(&cst->active_requests, 1, memory_order_relaxed);
+    t->cb_request = 0;
     keel_wsnap_unpin(w, t->ws);
     t->ws = NULL;
     t->start = 0;
@@ -805,6 +826,7 @@ static void up_connected(struct keel_conn *c)
 {
     struct keel_txn *t = &c->t;
     struct keel_upconn *u = c->up;
+    txn_unpend(t);
     u->state = KEEL_UP_ACTIVE;
     t->resp_state = KEEL_RS_HEAD;
     up_timer(u, u->ccfg->idle_timeout_ms / 1000.0);
@@ -813,10 +835,32 @@ static void up_connected(struct keel_conn *c)
         update_io(c);
 }
 
+/* A circuit breaker limit: 503 at once, counted; no endpoint is tried. */
+static void breaker_reject(struct keel_conn *c, struct keel_cluster *cl, int which,
+                           const char *limit)
+{
+    char why[96];
+    if (cl->stats)
+        atomic_fetch_add_explicit(&cl->stats->cb_rejected[which], 1, memory_order_relaxed);
+    snprintf(why, sizeof(why), "circuit breaker: %s reached", limit);
+    send_error(c, 503, why, 0);
+}
+
 static void dispatch(struct keel_conn *c)
 {
     struct keel_worker *w = c->w;
     struct keel_txn *t = &c->t;
+    struct keel_cluster *cl0 = &t->ws->snap->clusters[t->cluster];
+    if (!t->cb_request && cl0->stats) {
+        if (cl0->cfg->max_requests &&
+            atomic_load_explicit(&cl0->stats->active_requests, memory_order_relaxed) >=
+                (int64_t)cl0->cfg->max_requests) {
+            breaker_reject(c, cl0, 2, "max_requests");
+            return;
+        }
+        atomic_fetch_add_explicit(&cl0->stats->active_requests, 1, memory_order_relaxed);
+        t->cb_request = 1;
+    }
     for (;;) {
         struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
         struct keel_lb_req lr = {c->peer_hash, t->tried, t->n_tried,
@@ -847,7 +891,11 @@ static void dispatch(struct keel_conn *c)
         if (t->n_tried < sizeof(t->tried) / sizeof(t->tried[0]))
             t->tried[t->n_tried++] = (uint32_t)idx;
         int err = 0;
-        struct keel_upconn *u = keel_up_get(w, ep, cl->cfg, 1, &err);
+        struct keel_upconn *u = keel_up_get(w, ep, cl, 1, &err);
+        if (!u && err == KEEL_ELIMIT) {
+            breaker_reject(c, cl, 0, "max_connections");
+            return;
+        }
         if (!u) {
             atomic_fetch_add_explicit(&ep->load->connect_failures, 1, memory_order_relaxed);
             KEEL_WARN_RL("conn=%llu: connect to %s (cluster %s) failed: %s",
@@ -866,6 +914,17 @@ static void dispatch(struct keel_conn *c)
             return;
         }
         if (u->state == KEEL_UP_CONNECTING) {
+            if (cl->stats && !t->cb_pending) {
+                if (cl->cfg->max_pending &&
+                    atomic_load_explicit(&cl->stats->pending, memory_order_relaxed) >=
+                        (int64_t)cl->cfg->max_pending) {
+                    detach_up(c, 0);
+                    breaker_reject(c, cl, 1, "max_pending_requests");
+                    return;
+                }
+                atomic_fetch_add_explicit(&cl->stats->pending, 1, memory_order_relaxed);
+                t->cb_pending = 1;
+            }
             up_timer(u, cl->cfg->connect_timeout_ms / 1000.0);
             update_io(c);
             return;
@@ -885,6 +944,7 @@ static void connect_failed(struct keel_conn *c, int err)
     KEEL_WARN_RL("conn=%llu: connect to %s (cluster %s) failed: %s", (unsigned long long)c->id,
                  u->name, cl->name, keel_strerror(err));
     report(c, err == KEEL_ETIMEDOUT ? KEEL_OUTCOME_TIMEOUT : KEEL_OUTCOME_GATEWAY);
+    txn_unpend(t);
     detach_up(c, 0);
     t->status = err == KEEL_ETIMEDOUT ? 504 : 502;
     if (t->n_tried >= MAX_TRIES || t->n_tried >= cl->n_eps) {

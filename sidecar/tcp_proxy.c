@@ -205,7 +205,13 @@ static void tcp_connect(struct keel_conn *c)
         atomic_fetch_add_explicit(&t->load->active, 1, memory_order_relaxed);
         t->active = 1;
         int err = 0;
-        struct keel_upconn *u = keel_up_get(w, ep, cl->cfg, 0, &err);
+        struct keel_upconn *u = keel_up_get(w, ep, cl, 0, &err);
+        if (!u && err == KEEL_ELIMIT) {
+            if (cl->stats)
+                atomic_fetch_add_explicit(&cl->stats->cb_rejected[0], 1, memory_order_relaxed);
+            keel_conn_close(c, "circuit breaker: max_connections reached");
+            return;
+        }
         if (!u) {
             atomic_fetch_add_explicit(&ep->load->connect_failures, 1, memory_order_relaxed);
             KEEL_WARN_RL("conn=%llu: tcp connect to %s failed: %s", (unsigned long long)c->id,

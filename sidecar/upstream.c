@@ -81,6 +81,9 @@ void keel_up_close(struct keel_upconn *u)
     if (u->state == KEEL_UP_IDLE)
         pool_unlink(u);
     u->state = KEEL_UP_CLOSED;
+    if (u->cstats)
+        atomic_fetch_sub_explicit(&u->cstats->open_conns, 1, memory_order_relaxed);
+    u->cstats = NULL;
     ev_timer_stop(u->w->loop, &u->timer);
     keel_sock_close(u->w->loop, &u->s);
     u->owner = NULL;
@@ -153,8 +156,9 @@ static int still_open(int fd)
 }
 
 struct keel_upconn *keel_up_get(struct keel_worker *w, const struct keel_endpoint *ep,
-                                const struct keel_cfg_cluster *ccfg, int pooled, int *err)
+                                const struct keel_cluster *cl, int pooled, int *err)
 {
+    const struct keel_cfg_cluster *ccfg = cl->cfg;
     struct keel_pool *p = pooled ? pool_find(w, ep->load, 0) : NULL;
     while (p && p->idle) {
         struct keel_upconn *u = p->idle;
@@ -174,6 +178,12 @@ struct keel_upconn *keel_up_get(struct keel_worker *w, const struct keel_endpoin
         return u;
     }
 
+    if (ccfg->max_connections && cl->stats &&
+        atomic_load_explicit(&cl->stats->open_conns, memory_order_relaxed) >=
+            (int64_t)ccfg->max_connections) {
+        *err = KEEL_ELIMIT;
+        return NULL;
+    }
     struct keel_upconn *u = calloc(1, sizeof(*u));
     if (!u) {
         *err = KEEL_ENOMEM;
@@ -191,6 +201,9 @@ struct keel_upconn *keel_up_get(struct keel_worker *w, const struct keel_endpoin
     u->ccfg = ccfg;
     u->load = ep->load;
     keel_ep_load_ref(u->load);
+    u->cstats = cl->stats;
+    if (u->cstats)
+        atomic_fetch_add_explicit(&u->cstats->open_conns, 1, memory_order_relaxed);
     snprintf(u->name, sizeof(u->name), "%s", ep->name);
     ev_io_init(&u->s.rio, NULL, fd, EV_READ);
     ev_io_init(&u->s.wio, NULL, fd, EV_WRITE);

@@ -142,6 +142,11 @@ struct keel_cfg_cluster {
     struct keel_cfg_outlier outlier;
     uint32_t panic_threshold; /* percent of the present weight; below it, panic mode; default 50,
                                  0 = never */
+    /* circuit breaker ("circuit_breaker:"), 0 = unlimited: upstream connections open, requests
+     * waiting for a connection, requests in flight, each across all workers -> 503 at once */
+    uint32_t max_connections;
+    uint32_t max_pending;
+    uint32_t max_requests;
     struct keel_cfg_health health_check; /* active checks; enabled 0: none */
 };
 

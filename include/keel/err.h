@@ -22,6 +22,7 @@ enum keel_err {
     KEEL_ECONFIG = -15,  /* configuration invalid */
     KEEL_ENOEP = -16,    /* no eligible endpoint */
     KEEL_EVERSION = -17, /* unsupported HTTP version (505) */
+    KEEL_ELIMIT = -18,   /* a configured limit (circuit breaker) is reached */
 };
 
 /** Returns a static, human-readable text for a keel_err (or "unknown error"). [any] */

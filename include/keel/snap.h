@@ -68,6 +68,12 @@ struct keel_cluster_stats {
     _Atomic uint64_t lat_count;
     _Atomic uint64_t no_endpoint; /* 503s for lack of an eligible endpoint */
     _Atomic uint64_t panic;       /* picks made in panic mode */
+    /* circuit breaker state, all workers */
+    _Atomic int64_t open_conns;      /* upstream connections open */
+    _Atomic int64_t pending;         /* requests waiting for a connection */
+    _Atomic int64_t active_requests; /* requests in flight */
+    _Atomic uint64_t cb_rejected[3]; /* 503s: [0] max_connections [1] max_pending
+                                        [2] max_requests */
 };
 
 struct keel_lb_ops;

@@ -1163,6 +1163,10 @@ static const struct bad_case outlier_bad_cases[] = {
     {L4 C3 "    outlier: {consecutive_errors: 3}\n", "8:15",
      "clusters[0].outlier.consecutive_errors: |unknown key \"consecutive_errors\"", 1},
     {L4 C3 "    panic_threshold: 150\n", "8:22", "clusters[0].panic_threshold: |out of range", 1},
+    {L4 C3 "    circuit_breaker: {max_requests: -5}\n", "8:37",
+     "clusters[0].circuit_breaker.max_requests: |expected an integer", 1},
+    {L4 C3 "    circuit_breaker: {max_pending: 5}\n", "8:23",
+     "clusters[0].circuit_breaker.max_pending: |unknown key \"max_pending\"", 1},
 };
 
 static void test_outlier(void)
@@ -1186,6 +1190,14 @@ static void test_outlier(void)
     CHECK(o->base_ms == 2000 && o->max_ms == 60000 && o->max_ejection_percent == 30);
     CHECK(cfg->clusters[0].panic_threshold == 0);
     keel_config_free(cfg);
+    rc = load(L4 C3 "    circuit_breaker: {max_connections: 10, max_pending_requests: 20,\n"
+                    "                      max_requests: 30}\n",
+              &cfg, &e);
+    if (CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        const struct keel_cfg_cluster *cc = &cfg->clusters[0];
+        CHECK(cc->max_connections == 10 && cc->max_pending == 20 && cc->max_requests == 30);
+        keel_config_free(cfg);
+    }
     rc = load(L4 C3, &cfg, &e);
     if (CHECKF(rc == 0 && cfg, "rc %d", rc)) {
         o = &cfg->clusters[0].outlier;
@@ -1193,6 +1205,8 @@ static void test_outlier(void)
               o->consecutive_timeout == 3);
         CHECK(o->base_ms == 30000 && o->max_ms == 300000 && o->max_ejection_percent == 50);
         CHECK(cfg->clusters[0].panic_threshold == 50);
+        CHECK(cfg->clusters[0].max_connections == 0 && cfg->clusters[0].max_pending == 0 &&
+              cfg->clusters[0].max_requests == 0);
         keel_config_free(cfg);
     }
 }
