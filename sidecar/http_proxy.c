@@ -474,7 +474,9 @@ static void update_io(struct keel_conn *c)
         cr = c->s.in.len < head_limit(c) && c->s.out.len < KEEL_OUT_HIGH_WATER;
         break;
     case KEEL_CS_PROXY:
-        cr = !req_framing_complete(t) && c->s.in.len < BODY_BUF;
+        /* After the request, keep reading (bounded): a pipelined request waits in the buffer
+         * and the watcher stays registered across exchanges. */
+        cr = req_framing_complete(t) ? c->s.in.len < head_limit(c) : c->s.in.len < BODY_BUF;
         break;
     default:
         break;
@@ -1281,6 +1283,9 @@ static void on_client_read(struct ev_loop *loop, ev_io *io, int revents)
         }
         client_timer(c, c->lcfg->idle_timeout_ms / 1000.0);
     }
+    /* EOF after a complete request is a half-close as far as keel can tell (a full close
+     * looks the same until we write): the exchange goes on and the response is delivered,
+     * as HAProxy does by default; the connection closes after it. */
     client_process(c);
 }
 

@@ -54,6 +54,23 @@ class PipeliningTest(KeelTestCase):
             else:
                 self.assertEqual(r.status, 404)
 
+    def test_half_closed_client_still_gets_its_response(self):
+        # Like HAProxy: a client that shuts down its sending side after the request (nc -q,
+        # some HTTP/1.0 tools) is answered, then the connection closes.
+        import socket
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(build_request("GET", "/api/sleep?ms=300", [("Host", "a")]))
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:100])
+        self.assertIn(b"slept 300", data)
+
 
 if __name__ == "__main__":
     unittest.main()
