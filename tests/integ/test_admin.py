@@ -114,7 +114,7 @@ class AdminTest(KeelTestCase):
             c = Client(self.port, timeout=15)
             try:
                 # Long enough to still be in flight when /v1/clusters is read on a busy machine.
-                c.get("/sleep?ms=4000")
+                c.get("/sleep?ms=3000")
             finally:
                 c.close()
                 done.set()

@@ -181,7 +181,7 @@ class ConsulDiscoveryTest(ConsulKeelCase):
         def slow_req():
             cc = self.client(self.port, timeout=20)
             # Long enough to still be in flight through the deregistration below.
-            r = cc.get("/sleep?ms=4000")
+            r = cc.get("/sleep?ms=3000")
             slow.append((r.status, r.header("X-Backend-Id")))
             cc.close()
         ts = [threading.Thread(target=slow_req, daemon=True) for _ in range(4)]
@@ -193,7 +193,7 @@ class ConsulDiscoveryTest(ConsulKeelCase):
         self.assertGreater(in_flight_b2, 0, "round_robin should have sent b2 a slow request")
         fc.deregister("b2")
         e = self.wait_eps(k, lambda e: e.get("node1/b2", {}).get("state") == "draining",
-                          "b2 draining after deregistration", 3.0)
+                          "b2 draining after deregistration", 2.0)
         self.assertRegex(e["node1/b2"]["reason"], r"^removed from discovery, \d+ in flight$")
         n_b2 = len(b["b2"].log())
         self.assertEqual(self.hits(10), {"b1": 10})
@@ -311,6 +311,9 @@ class ConsulDiscoveryTest(ConsulKeelCase):
         e = self.wait_eps(k, lambda e: e["node1/b"]["state"] == "draining", "b draining")
         self.assertEqual(e["node1/b"]["reason"], "warning: check 'service:b' (weight 0)")
         self.assertEqual(self.hits(8), {"a": 8})
+        # apid has its own watch: its view of b can land in a later snapshot than api's.
+        self.wait_eps(k, lambda e: e["node1/b"]["state"] == "draining", "b draining in apid",
+                      name="apid")
         r = self.client(self.port).get("/d/x")
         self.assertEqual(r.status, 503, "both drained in apid: no endpoint")
 
@@ -319,6 +322,8 @@ class ConsulDiscoveryTest(ConsulKeelCase):
         e = self.wait_eps(k, lambda e: all(v["reason"] == "passing" for v in e.values()),
                           "both passing again")
         self.assertEqual((e["node1/a"]["weight"], e["node1/b"]["weight"]), (3, 1))
+        self.wait_eps(k, lambda e: all(v["reason"] == "passing" for v in e.values()),
+                      "both passing again in apid", name="apid")
         self.assertEqual(set(self.hits(6, "/d/x")), {"a", "b"})
 
     def test_critical_serf_and_maintenance_drain(self):
