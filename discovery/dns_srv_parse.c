@@ -310,7 +310,7 @@ int keel_dns_srv_parse(const uint8_t *pkt, size_t len, const char *qname,
                        struct keel_srv_answer *out, char *err, size_t errlen)
 {
     struct rd r = {pkt, len, err, errlen};
-    struct hdr h;
+    struct hdr h = {0};
     size_t off;
     int has_q, rc;
 
@@ -403,7 +403,7 @@ int keel_dns_addr_parse(const uint8_t *pkt, size_t len, const char *name,
                         struct keel_srv_answer *out, int *rcode, char *err, size_t errlen)
 {
     struct rd r = {pkt, len, err, errlen};
-    struct hdr h;
+    struct hdr h = {0};
     size_t off, n_before;
     int has_q, rc, added = 0;
     /* The names this one is known by: `name`, then each CNAME target in turn. */

@@ -383,6 +383,12 @@ static int req_framing_complete(const struct keel_txn *t)
 static void next_request(struct keel_conn *c)
 {
     txn_reset(c);
+    /* An idle keep-alive connection keeps no buffer: they go back to the worker's cache. */
+    keel_buf_free(&c->t.head);
+    if (c->s.in.len == 0)
+        keel_buf_free(&c->s.in);
+    if (c->s.out.len == 0)
+        keel_buf_free(&c->s.out);
     c->state = KEEL_CS_IDLE;
     c->served++;
     client_timer(c, c->lcfg->keepalive_timeout_ms / 1000.0);

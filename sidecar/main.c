@@ -205,6 +205,7 @@ int main(int argc, char **argv)
     }
     keel_admin_stop();
     keel_discovery_stop(&disc);
+    keel_buf_cache_clear();
     rt.snap = NULL;
     free(rt.workers);
     free(rt.lstats);

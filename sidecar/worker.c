@@ -302,6 +302,7 @@ static void *worker_main(void *arg)
     keel_conn_reap(w);
     close_listeners(w);
     KEEL_ASSERT(w->retired == NULL); /* every exchange ended and unpinned its snapshot */
+    keel_buf_cache_clear();
     if (w->cur)
         wsnap_free(w->cur);
     w->cur = NULL;

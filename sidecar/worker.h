@@ -32,8 +32,10 @@ int keel_buf_append(struct keel_buf *b, const void *p, size_t n);
 int keel_buf_printf(struct keel_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** Drops n bytes from the front. [any] */
 void keel_buf_consume(struct keel_buf *b, size_t n);
-/** Frees the storage. [any] */
+/** Frees the storage (16 KiB blocks go to the calling thread's cache). [any] */
 void keel_buf_free(struct keel_buf *b);
+/** Frees the calling thread's cache of buffer blocks (at thread exit). [any] */
+void keel_buf_cache_clear(void);
 
 /* Per-listener counters shared by all workers. */
 struct keel_listener_stats {
