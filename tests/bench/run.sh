@@ -13,6 +13,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build="$root/build-bench"
+blog="$build/bench-build.log"
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi
@@ -57,17 +58,18 @@ fi
 
 # ---- keel, Release build in its own directory
 if [ "${KEEL_BENCH_NO_BUILD:-0}" != 1 ]; then
+    mkdir -p "$build"
     echo "run.sh: building keel (Release) in $build" >&2
     if ! { cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DKEEL_WERROR=ON \
-        >"$build.log" 2>&1 && cmake --build "$build" -j2 --target keel >>"$build.log" 2>&1; }; then
+        >"$blog" 2>&1 && cmake --build "$build" -j2 --target keel >>"$blog" 2>&1; }; then
         # -O3 can raise warnings (e.g. -Wmaybe-uninitialized) that -O2 does not; measure
         # anyway, and say so in the report.
-        grep -E 'error|warning' "$build.log" | head -20 >&2 || true
+        grep -E 'error|warning' "$blog" | head -20 >&2 || true
         echo "run.sh: Release build failed with -Werror; retrying with -DKEEL_WERROR=OFF" >&2
         cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DKEEL_WERROR=OFF \
-            >>"$build.log" 2>&1
-        cmake --build "$build" -j2 --target keel >>"$build.log" 2>&1
-        set -- --note "keel Release build needed -DKEEL_WERROR=OFF (see $build.log)" "$@"
+            >>"$blog" 2>&1
+        cmake --build "$build" -j2 --target keel >>"$blog" 2>&1
+        set -- --note "keel Release build needed -DKEEL_WERROR=OFF (see $blog)" "$@"
     fi
 fi
 
