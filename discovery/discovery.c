@@ -326,13 +326,7 @@ struct keel_dcluster *keel_discovery_add_dynamic(struct keel_discovery *d, const
         KEEL_ERROR("consul catalog: out of memory adding %s", service);
         return NULL;
     }
-    cc->lb = KEEL_LB_WEIGHTED_LEAST_CONN;
-    cc->connect_timeout_ms = 5000;
-    cc->response_timeout_ms = 60000;
-    cc->idle_timeout_ms = 60000;
-    cc->max_idle_per_endpoint = 64;
-    keel_config_outlier_defaults(&cc->outlier);
-    cc->panic_threshold = 50;
+    keel_config_cluster_defaults(cc);
     cc->discovery = KEEL_DISC_CONSUL;
     cc->dynamic = 1;
     c = &d->cl[d->n_cl++];

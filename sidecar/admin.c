@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Admin HTTP endpoint: readiness, the state of every endpoint, Prometheus metrics. */
 #include <errno.h>
+#include <stdarg.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,22 @@ static void help(struct keel_buf *b, const char *name, const char *type, const c
     keel_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
 }
 
+/* One sample with one label: metric{key="value"} <formatted number>. */
+static void sample(struct keel_buf *b, const char *metric, const char *key, const char *val,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void sample(struct keel_buf *b, const char *metric, const char *key, const char *val,
+                   const char *fmt, ...)
+{
+    char num[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(num, sizeof(num), fmt, ap);
+    va_end(ap);
+    keel_buf_printf(b, "%s{%s=\"", metric, key);
+    label(b, val);
+    keel_buf_printf(b, "\"} %s\n", num);
+}
+
 static uint64_t ld(_Atomic uint64_t *p)
 {
     return atomic_load_explicit(p, memory_order_relaxed);
@@ -74,31 +91,25 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
         }
     help(b, "keel_listener_active_connections", "gauge", "Open client connections.");
     for (size_t i = 0; i < cfg->n_listeners; i++) {
-        keel_buf_printf(b, "keel_listener_active_connections{listener=\"");
-        label(b, cfg->listeners[i].name);
-        keel_buf_printf(
-            b, "\"} %lld\n",
-            (long long)atomic_load_explicit(&rt->lstats[i].active_conns, memory_order_relaxed));
+        sample(b, "keel_listener_active_connections", "listener", cfg->listeners[i].name, "%lld",
+               (long long)atomic_load_explicit(&rt->lstats[i].active_conns, memory_order_relaxed));
     }
     help(b, "keel_listener_connections_total", "counter", "Client connections accepted.");
     for (size_t i = 0; i < cfg->n_listeners; i++) {
-        keel_buf_printf(b, "keel_listener_connections_total{listener=\"");
-        label(b, cfg->listeners[i].name);
-        keel_buf_printf(b, "\"} %llu\n", (unsigned long long)ld(&rt->lstats[i].accepted));
+        sample(b, "keel_listener_connections_total", "listener", cfg->listeners[i].name, "%llu",
+               (unsigned long long)ld(&rt->lstats[i].accepted));
     }
     help(b, "keel_listener_rejected_connections_total", "counter",
          "Client connections closed at once because max_connections was reached.");
     for (size_t i = 0; i < cfg->n_listeners; i++) {
-        keel_buf_printf(b, "keel_listener_rejected_connections_total{listener=\"");
-        label(b, cfg->listeners[i].name);
-        keel_buf_printf(b, "\"} %llu\n", (unsigned long long)ld(&rt->lstats[i].rejected));
+        sample(b, "keel_listener_rejected_connections_total", "listener", cfg->listeners[i].name,
+               "%llu", (unsigned long long)ld(&rt->lstats[i].rejected));
     }
     help(b, "keel_listener_parse_errors_total", "counter",
          "Requests rejected as malformed or over a limit.");
     for (size_t i = 0; i < cfg->n_listeners; i++) {
-        keel_buf_printf(b, "keel_listener_parse_errors_total{listener=\"");
-        label(b, cfg->listeners[i].name);
-        keel_buf_printf(b, "\"} %llu\n", (unsigned long long)ld(&rt->lstats[i].parse_errors));
+        sample(b, "keel_listener_parse_errors_total", "listener", cfg->listeners[i].name, "%llu",
+               (unsigned long long)ld(&rt->lstats[i].parse_errors));
     }
 
     struct {
@@ -161,12 +172,9 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
     help(b, "keel_cluster_no_endpoint_total", "counter",
          "Requests answered 503 because no endpoint was eligible.");
     for (uint32_t c = 0; c < s->n_clusters; c++) {
-        keel_buf_printf(b, "keel_cluster_no_endpoint_total{cluster=\"");
-        label(b, s->clusters[c].name);
-        keel_buf_printf(b, "\"} %llu\n",
-                        s->clusters[c].stats
-                            ? (unsigned long long)ld(&s->clusters[c].stats->no_endpoint)
-                            : 0ULL);
+        sample(b, "keel_cluster_no_endpoint_total", "cluster", s->clusters[c].name, "%llu",
+               s->clusters[c].stats ? (unsigned long long)ld(&s->clusters[c].stats->no_endpoint)
+                                    : 0ULL);
     }
     static const char *const limits[3] = {"max_connections", "max_pending_requests",
                                           "max_requests"};
@@ -184,20 +192,15 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
     for (uint32_t c = 0; c < s->n_clusters; c++) {
         if (!s->clusters[c].stats)
             continue;
-        keel_buf_printf(b, "keel_cluster_upstream_connections{cluster=\"");
-        label(b, s->clusters[c].name);
-        keel_buf_printf(b, "\"} %lld\n",
-                        (long long)atomic_load_explicit(&s->clusters[c].stats->open_conns,
-                                                        memory_order_relaxed));
+        sample(b, "keel_cluster_upstream_connections", "cluster", s->clusters[c].name, "%lld",
+               (long long)atomic_load_explicit(&s->clusters[c].stats->open_conns,
+                                               memory_order_relaxed));
     }
     help(b, "keel_cluster_panic_total", "counter",
          "Picks made in panic mode (too little healthy weight: all present endpoints used).");
     for (uint32_t c = 0; c < s->n_clusters; c++) {
-        keel_buf_printf(b, "keel_cluster_panic_total{cluster=\"");
-        label(b, s->clusters[c].name);
-        keel_buf_printf(b, "\"} %llu\n",
-                        s->clusters[c].stats ? (unsigned long long)ld(&s->clusters[c].stats->panic)
-                                             : 0ULL);
+        sample(b, "keel_cluster_panic_total", "cluster", s->clusters[c].name, "%llu",
+               s->clusters[c].stats ? (unsigned long long)ld(&s->clusters[c].stats->panic) : 0ULL);
     }
     help(b, "keel_request_duration_seconds", "histogram",
          "Time from request head to the end of the response, per cluster.");
@@ -216,12 +219,10 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
             else
                 keel_buf_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
         }
-        keel_buf_printf(b, "keel_request_duration_seconds_sum{cluster=\"");
-        label(b, s->clusters[c].name);
-        keel_buf_printf(b, "\"} %.6f\n", (double)ld(&st->lat_sum_us) / 1e6);
-        keel_buf_printf(b, "keel_request_duration_seconds_count{cluster=\"");
-        label(b, s->clusters[c].name);
-        keel_buf_printf(b, "\"} %llu\n", (unsigned long long)cum);
+        sample(b, "keel_request_duration_seconds_sum", "cluster", s->clusters[c].name, "%.6f",
+               (double)ld(&st->lat_sum_us) / 1e6);
+        sample(b, "keel_request_duration_seconds_count", "cluster", s->clusters[c].name, "%llu",
+               (unsigned long long)cum);
     }
     if (rt->disc) {
         struct keel_discovery *d = rt->disc;
@@ -231,39 +232,34 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
         for (size_t i = 0; i < d->n_cl; i++) {
             if (d->cl[i].last_ok <= 0)
                 continue;
-            keel_buf_printf(b, "keel_discovery_seconds_since_success{cluster=\"");
-            label(b, d->cl[i].cfg->name);
-            keel_buf_printf(b, "\"} %.3f\n", now - d->cl[i].last_ok);
+            sample(b, "keel_discovery_seconds_since_success", "cluster", d->cl[i].cfg->name, "%.3f",
+                   now - d->cl[i].last_ok);
         }
         help(b, "keel_discovery_errors_total", "counter",
              "Failed discovery requests (the last good endpoints were kept).");
         for (size_t i = 0; i < d->n_cl; i++) {
-            keel_buf_printf(b, "keel_discovery_errors_total{cluster=\"");
-            label(b, d->cl[i].cfg->name);
-            keel_buf_printf(b, "\"} %llu\n", (unsigned long long)d->cl[i].errors);
+            sample(b, "keel_discovery_errors_total", "cluster", d->cl[i].cfg->name, "%llu",
+                   (unsigned long long)d->cl[i].errors);
         }
         help(b, "keel_discovery_answers_total", "counter", "Successful discovery answers.");
         for (size_t i = 0; i < d->n_cl; i++) {
-            keel_buf_printf(b, "keel_discovery_answers_total{cluster=\"");
-            label(b, d->cl[i].cfg->name);
-            keel_buf_printf(b, "\"} %llu\n", (unsigned long long)d->cl[i].answers);
+            sample(b, "keel_discovery_answers_total", "cluster", d->cl[i].cfg->name, "%llu",
+                   (unsigned long long)d->cl[i].answers);
         }
         help(b, "keel_discovery_tag_conflicts", "gauge",
              "Instances of a catalog service whose keel.* tags disagree with the newest one.");
         for (size_t i = 0; i < d->n_cl; i++) {
             if (!d->cl[i].dyn_cfg || !d->cl[i].listed)
                 continue;
-            keel_buf_printf(b, "keel_discovery_tag_conflicts{cluster=\"");
-            label(b, d->cl[i].cfg->name);
-            keel_buf_printf(b, "\"} %zu\n", d->cl[i].conflicts);
+            sample(b, "keel_discovery_tag_conflicts", "cluster", d->cl[i].cfg->name, "%zu",
+                   d->cl[i].conflicts);
         }
         help(b, "keel_discovery_index", "gauge", "Last X-Consul-Index seen per Consul cluster.");
         for (size_t i = 0; i < d->n_cl; i++) {
             if (d->cl[i].cfg->discovery != KEEL_DISC_CONSUL)
                 continue;
-            keel_buf_printf(b, "keel_discovery_index{cluster=\"");
-            label(b, d->cl[i].cfg->name);
-            keel_buf_printf(b, "\"} %llu\n", (unsigned long long)d->cl[i].index);
+            sample(b, "keel_discovery_index", "cluster", d->cl[i].cfg->name, "%llu",
+                   (unsigned long long)d->cl[i].index);
         }
     }
     help(b, "keel_snapshot_generation", "gauge", "Generation of the routing snapshot in use.");

@@ -1332,6 +1332,17 @@ enum {
 
 static const char *const disc_names[] = {"static", "consul", "dns"};
 
+void keel_config_cluster_defaults(struct keel_cfg_cluster *cl)
+{
+    cl->lb = KEEL_LB_WEIGHTED_LEAST_CONN;
+    cl->connect_timeout_ms = 5000;
+    cl->response_timeout_ms = 60000;
+    cl->idle_timeout_ms = 60000;
+    cl->max_idle_per_endpoint = 64;
+    keel_config_outlier_defaults(&cl->outlier);
+    cl->panic_threshold = 50;
+}
+
 void keel_config_outlier_defaults(struct keel_cfg_outlier *o)
 {
     o->consecutive_5xx = 0;
@@ -1856,13 +1867,7 @@ static void parse_clusters(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
     cfg->n_clusters = count;
     for (size_t i = 0; i < count; i++) {
         struct keel_cfg_cluster *cl = &cfg->clusters[i];
-        cl->lb = KEEL_LB_WEIGHTED_LEAST_CONN;
-        cl->connect_timeout_ms = 5000;
-        cl->response_timeout_ms = 60000;
-        cl->idle_timeout_ms = 60000;
-        cl->max_idle_per_endpoint = 64;
-        keel_config_outlier_defaults(&cl->outlier);
-        cl->panic_threshold = 50;
+        keel_config_cluster_defaults(cl);
         yaml_node_t *item = node_at(c, n->data.sequence.items.start[i]);
         char ipath[PATHLEN];
         path_idx(ipath, "clusters", i);

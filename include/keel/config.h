@@ -227,6 +227,11 @@ void keel_config_free(struct keel_cfg *cfg);
 /** Frees the messages of an error list and zeroes it. [any] */
 void keel_config_errors_free(struct keel_cfg_errors *errs);
 
+/** Fills every default of a cluster (policy, timeouts, pool, outlier, panic threshold), as the
+ *  loader does before reading a cluster's keys; also used for clusters made at run time.
+ *  [any] */
+void keel_config_cluster_defaults(struct keel_cfg_cluster *cl);
+
 /** Fills the built-in outlier detection defaults. [any] */
 void keel_config_outlier_defaults(struct keel_cfg_outlier *o);
 
