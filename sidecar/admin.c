@@ -375,6 +375,10 @@ int keel_admin_clusters(struct keel_runtime *rt, struct keel_buf *b)
                                 json_integer((json_int_t)ld(&ep->load->connect_failures)));
             json_object_set_new(je, "connections",
                                 json_integer((json_int_t)ld(&ep->load->connections)));
+            json_object_set_new(
+                je, "latency_ewma_ms",
+                json_real(atomic_load_explicit(&ep->load->ewma_latency_us, memory_order_relaxed) /
+                          1000.0));
             json_array_append_new(eps, je);
         }
         json_object_set_new(jc, "endpoints", eps);

@@ -1176,6 +1176,10 @@ static void up_process(struct keel_conn *c)
             }
             t->status = resp.status;
             report(c, resp.status >= 500 ? KEEL_OUTCOME_5XX : KEEL_OUTCOME_OK);
+            if (t->load) {
+                double lat = ev_now(c->w->loop) - t->start;
+                keel_outlier_latency(t->load, lat > 0 ? (uint32_t)(lat * 1e6) : 0);
+            }
             if (resp.status == 101) {
                 t->dechunk = 0;
                 if (build_client_head(c, &resp) != 0) {

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Passive outlier detection shared by all workers through the endpoint load records. */
+#include <math.h>
 #include <stdatomic.h>
 #include <time.h>
 #include "keel/log.h"
@@ -135,4 +136,25 @@ int keel_outlier_report(const struct keel_cluster *cl, const struct keel_endpoin
                                                        : KEEL_EJECT_TIMEOUT,
                      oc);
     return 0;
+}
+
+void keel_outlier_latency(struct keel_ep_load *l, uint32_t latency_us)
+{
+    /* Peak-EWMA (Finagle, linkerd): a slower sample replaces the average at once, faster ones
+     * pull it down with a time constant of TAU_MS, so a stalled endpoint is avoided right
+     * away and forgiven gradually. Races between workers only lose a sample. */
+    const double TAU_MS = 1000.0;
+    uint64_t now = keel_clock_now_ms;
+    uint64_t then = atomic_exchange_explicit(&l->ewma_stamp_ms, now, memory_order_relaxed);
+    uint32_t prev = atomic_load_explicit(&l->ewma_latency_us, memory_order_relaxed);
+    uint32_t next;
+    if (latency_us >= prev || then == 0) {
+        next = latency_us;
+    } else {
+        double elapsed = now > then ? (double)(now - then) : 0.0;
+        double w = exp(-elapsed / TAU_MS);
+        next = (uint32_t)(prev * w + latency_us * (1.0 - w));
+    }
+    atomic_store_explicit(&l->ewma_latency_us, next, memory_order_relaxed);
+    atomic_store_explicit(&l->last_latency_us, latency_us, memory_order_relaxed);
 }

@@ -35,6 +35,9 @@ enum keel_outlier_cause {
 int keel_outlier_report(const struct keel_cluster *cl, const struct keel_endpoint *ep,
                         enum keel_outlier_outcome outcome);
 
+/** Records the time to a response head on an endpoint (peak-EWMA in the load record). [any] */
+void keel_outlier_latency(struct keel_ep_load *l, uint32_t latency_us);
+
 /** Name of an ejection cause for logs and the admin API. [any] */
 const char *keel_outlier_cause_str(uint32_t cause);
 

@@ -41,6 +41,12 @@ struct keel_ep_load {
     _Atomic uint32_t probation;   /* ejection expired: the next outcome decides */
     _Atomic uint64_t ejections;   /* total, for metrics */
     _Atomic uint32_t eject_cause; /* enum keel_outlier_cause of the last ejection */
+    /* Latency: time to the response head of the last request, microseconds, and a peak-EWMA
+     * of it (rises at once on a slow answer, decays with ~1 s time constant), for latency-aware
+     * policies. Written by the worker that got the answer; relaxed. */
+    _Atomic uint32_t last_latency_us;
+    _Atomic uint32_t ewma_latency_us;
+    _Atomic uint64_t ewma_stamp_ms; /* keel_clock_now_ms of the last update */
 };
 
 #define KEEL_EP_ID_MAX 256
