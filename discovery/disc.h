@@ -29,6 +29,8 @@ struct keel_disc_ep {
      * keel_disc_set_equal(). */
     uint32_t extra_health;
     char extra_reason[KEEL_DISC_REASON_MAX];
+    int has_weight_override; /* an operator's weight (admin API) replaces weight */
+    uint32_t weight_override;
 };
 
 /* A set of endpoints (owned array). */

@@ -53,6 +53,28 @@ static int static_set(const struct keel_cfg_cluster *cc, struct keel_disc_set *s
     return 0;
 }
 
+static void apply_overrides(struct keel_discovery *d, struct keel_dcluster *c)
+{
+    for (size_t o = 0; o < d->n_overrides; o++) {
+        const struct keel_override *ov = &d->overrides[o];
+        if (strcmp(ov->cluster, c->cfg->name) != 0)
+            continue;
+        for (size_t k = 0; k < c->set.n; k++) {
+            struct keel_disc_ep *e = &c->set.eps[k];
+            if (strcmp(e->id, ov->id) != 0)
+                continue;
+            if (ov->weight >= 0) {
+                e->has_weight_override = 1;
+                e->weight_override = (uint32_t)ov->weight;
+            }
+            if (ov->drain) {
+                e->extra_health |= KEEL_EP_H_ADMIN;
+                snprintf(e->extra_reason, sizeof(e->extra_reason), "drained by an operator");
+            }
+        }
+    }
+}
+
 /* Rebuilds the snapshot and hands it to the workers if it routes differently. */
 static void publish(struct keel_discovery *d, int force)
 {
@@ -79,8 +101,10 @@ static void publish(struct keel_discovery *d, int force)
         for (size_t k = 0; k < c->set.n; k++) {
             c->set.eps[k].extra_health = 0;
             c->set.eps[k].extra_reason[0] = 0;
+            c->set.eps[k].has_weight_override = 0;
         }
         keel_health_annotate(d, c);
+        apply_overrides(d, c);
         in[n_in].cfg = c->cfg;
         in[n_in].set = &c->set;
         in[n_in].stats = c->stats;
@@ -277,6 +301,7 @@ void keel_discovery_stop(struct keel_discovery *d)
         free(d->retired_matches[i]);
     }
     free(d->retired_matches);
+    free(d->overrides);
     free(d->cl);
     d->cl = NULL;
     d->n_cl = 0;
@@ -397,6 +422,48 @@ void keel_discovery_set_dynamic(struct keel_discovery *d, struct keel_dcluster *
     }
     if (changed)
         mark_dirty(d);
+}
+
+int keel_discovery_override(struct keel_discovery *d, const char *cluster, const char *endpoint,
+                            int drain, int weight)
+{
+    struct keel_dcluster *c = keel_discovery_find(d, cluster);
+    if (!c || (c->dyn_cfg && !c->listed))
+        return KEEL_ENOENT;
+    const struct keel_disc_ep *e = NULL;
+    for (size_t k = 0; k < c->set.n && !e; k++)
+        if (strcmp(c->set.eps[k].id, endpoint) == 0 || strcmp(c->set.eps[k].name, endpoint) == 0)
+            e = &c->set.eps[k];
+    if (!e)
+        return KEEL_ENOENT;
+    struct keel_override *ov = NULL;
+    for (size_t o = 0; o < d->n_overrides && !ov; o++)
+        if (!strcmp(d->overrides[o].cluster, cluster) && !strcmp(d->overrides[o].id, e->id))
+            ov = &d->overrides[o];
+    if (!ov) {
+        struct keel_override *n = realloc(d->overrides, (d->n_overrides + 1) * sizeof(*n));
+        if (!n)
+            return KEEL_ENOMEM;
+        d->overrides = n;
+        ov = &d->overrides[d->n_overrides++];
+        memset(ov, 0, sizeof(*ov));
+        snprintf(ov->cluster, sizeof(ov->cluster), "%s", cluster);
+        snprintf(ov->id, sizeof(ov->id), "%s", e->id);
+        ov->weight = -1;
+    }
+    if (drain >= 0)
+        ov->drain = drain;
+    if (weight >= 0 || weight == -2)
+        ov->weight = weight == -2 ? -1 : weight;
+    KEEL_INFO("cluster %s: endpoint %s (%s): operator override: %s, weight %s%d", cluster, e->name,
+              e->id, ov->drain ? "drained" : "not drained",
+              ov->weight >= 0 ? "" : "from discovery, ",
+              ov->weight >= 0 ? ov->weight : (int)e->weight);
+    /* An override that no longer changes anything is forgotten. */
+    if (!ov->drain && ov->weight < 0)
+        *ov = d->overrides[--d->n_overrides];
+    mark_dirty(d);
+    return 0;
 }
 
 /* ---- state file ------------------------------------------------------------------------- */

@@ -58,6 +58,8 @@ struct keel_discovery {
     void *consul; /* consul.c state */
     void *dns;    /* dns_srv.c state */
     void *health; /* health.c state */
+    struct keel_override *overrides;
+    size_t n_overrides;
 };
 
 /**
@@ -99,6 +101,24 @@ void keel_discovery_unlist(struct keel_discovery *d, struct keel_dcluster *c);
  *  when they changed. host/path NULL: any. lb: enum keel_lb_policy. [control] */
 void keel_discovery_set_dynamic(struct keel_discovery *d, struct keel_dcluster *c, const char *host,
                                 const char *path, int lb, int warning_drain);
+
+/* An operator's override of one endpoint (admin API), kept by (cluster, endpoint id) across
+ * discovery answers until cleared. */
+struct keel_override {
+    char cluster[128];
+    char id[KEEL_DISC_ID_MAX];
+    int drain;  /* 1: no new requests (KEEL_EP_H_ADMIN) */
+    int weight; /* >= 0: weight to use; -1: discovery's */
+};
+
+/**
+ * Sets or clears an operator override for the endpoint of cluster whose id or address is
+ * `endpoint`. drain: 1 drain, 0 undrain, -1 unchanged; weight: >= 0 set, -1 unchanged, -2
+ * back to discovery's. Publishes (debounced).
+ * @return 0, KEEL_ENOENT (no such cluster or endpoint), KEEL_ENOMEM. [control]
+ */
+int keel_discovery_override(struct keel_discovery *d, const char *cluster, const char *endpoint,
+                            int drain, int weight);
 
 /** Marks the published snapshot stale (debounced republish). [control] */
 void keel_discovery_touch(struct keel_discovery *d);

@@ -240,7 +240,7 @@ static int build_dyn_cluster(struct keel_cluster *cl, const struct keel_disc_clu
                  de->extra_health && de->extra_reason[0] ? de->extra_reason : de->reason);
         memcpy(&ep->sa, &de->sa, de->salen <= sizeof(ep->sa) ? de->salen : sizeof(ep->sa));
         ep->salen = de->salen;
-        ep->weight = de->weight;
+        ep->weight = de->has_weight_override ? de->weight_override : de->weight;
         ep->health = (de->draining ? KEEL_EP_H_DISCOVERY : 0) | de->extra_health;
         const struct keel_endpoint *old = find_prev_ep(pc, de->id);
         if (old) {

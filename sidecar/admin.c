@@ -313,6 +313,15 @@ int keel_admin_clusters(struct keel_runtime *rt, struct keel_buf *b)
     json_t *root = json_object();
     json_t *cls = json_array();
     json_object_set_new(root, "generation", json_integer((json_int_t)s->gen));
+    /* The oldest generation a worker still routes new requests with: once it equals
+     * "generation", every worker has adopted the latest snapshot. */
+    uint64_t oldest = s->gen;
+    for (uint32_t i = 0; i < rt->n_workers; i++) {
+        uint64_t g = atomic_load(&rt->workers[i].adopted_gen);
+        if (g < oldest)
+            oldest = g;
+    }
+    json_object_set_new(root, "workers_generation", json_integer((json_int_t)oldest));
     json_object_set_new(root, "draining", json_boolean(atomic_load(&rt->draining)));
     for (uint32_t c = 0; c < s->n_clusters; c++) {
         const struct keel_cluster *cl = &s->clusters[c];
@@ -421,6 +430,93 @@ static void respond(struct admin_conn *a, int status, const char *reason, const 
     keel_buf_append(&a->out, body->data + body->off, body->len);
 }
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Value of a query parameter, %-decoded into out; 0 if present, -1 if not. */
+static int query_param(const char *q, size_t qlen, const char *key, char *out, size_t cap)
+{
+    size_t kl = strlen(key);
+    const char *p = q, *end = q + qlen;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        if ((size_t)(e - p) > kl && memcmp(p, key, kl) == 0 && p[kl] == '=') {
+            size_t o = 0;
+            for (const char *s = p + kl + 1; s < e && o + 1 < cap; s++) {
+                int hi, lo;
+                if (*s == '%' && e - s > 2 && (hi = hexval(s[1])) >= 0 &&
+                    (lo = hexval(s[2])) >= 0) {
+                    out[o++] = (char)(hi * 16 + lo);
+                    s += 2;
+                } else {
+                    out[o++] = *s == '+' ? ' ' : *s;
+                }
+            }
+            out[o] = 0;
+            return 0;
+        }
+        p = e + 1;
+    }
+    return -1;
+}
+
+/* POST /v1/endpoints/{drain,undrain,weight,reset}?cluster=C&endpoint=ID-or-ADDRESS[&weight=N] */
+static void endpoint_override(struct admin_conn *a, const char *verb, const char *q, size_t qlen,
+                              struct keel_buf *body)
+{
+    struct keel_runtime *rt = admin.rt;
+    char cluster[128], endpoint[KEEL_DISC_ID_MAX], wtxt[16];
+    int drain = -1, weight = -1;
+    if (query_param(q, qlen, "cluster", cluster, sizeof(cluster)) ||
+        query_param(q, qlen, "endpoint", endpoint, sizeof(endpoint))) {
+        keel_buf_printf(body, "need ?cluster=NAME&endpoint=ID-or-ADDRESS\n");
+        respond(a, 400, "Bad Request", "text/plain", body);
+        return;
+    }
+    if (!strcmp(verb, "drain")) {
+        drain = 1;
+    } else if (!strcmp(verb, "undrain")) {
+        drain = 0;
+    } else if (!strcmp(verb, "reset")) {
+        drain = 0;
+        weight = -2;
+    } else if (!strcmp(verb, "weight")) {
+        char *end = NULL;
+        long v = query_param(q, qlen, "weight", wtxt, sizeof(wtxt)) ? -1 : strtol(wtxt, &end, 10);
+        if (v < 0 || v > 10000 || !end || *end) {
+            keel_buf_printf(body, "need &weight=0..10000\n");
+            respond(a, 400, "Bad Request", "text/plain", body);
+            return;
+        }
+        weight = (int)v;
+    } else {
+        keel_buf_printf(body, "unknown action; use drain, undrain, weight or reset\n");
+        respond(a, 404, "Not Found", "text/plain", body);
+        return;
+    }
+    int rc = rt->disc ? keel_discovery_override(rt->disc, cluster, endpoint, drain, weight)
+                      : KEEL_ENOENT;
+    if (rc == KEEL_ENOENT) {
+        keel_buf_printf(body, "no endpoint \"%s\" in cluster \"%s\"\n", endpoint, cluster);
+        respond(a, 404, "Not Found", "text/plain", body);
+        return;
+    }
+    if (rc != 0) {
+        keel_buf_printf(body, "%s\n", keel_strerror(rc));
+        respond(a, 500, "Internal Server Error", "text/plain", body);
+        return;
+    }
+    keel_buf_printf(body, "ok: %s %s in cluster %s (applies within %ums)\n", verb, endpoint,
+                    cluster, rt->cfg->debounce_ms);
+    respond(a, 200, "OK", "text/plain", body);
+}
+
 static void handle(struct admin_conn *a, const struct keel_http1_request *req)
 {
     keel_clock_update(); /* ejection deadlines are read against it */
@@ -431,8 +527,21 @@ static void handle(struct admin_conn *a, const struct keel_http1_request *req)
     if (q)
         pl = (size_t)(q - req->target);
     int is_get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
+    int is_post = req->method_len == 4 && memcmp(req->method, "POST", 4) == 0;
+    static const char ep_prefix[] = "/v1/endpoints/";
 #define PATH_IS(p) (pl == strlen(p) && memcmp(req->target, p, pl) == 0)
-    if (!is_get) {
+    if (pl > sizeof(ep_prefix) - 1 && memcmp(req->target, ep_prefix, sizeof(ep_prefix) - 1) == 0) {
+        char verb[16];
+        size_t vl = pl - (sizeof(ep_prefix) - 1);
+        snprintf(verb, sizeof(verb), "%.*s", (int)(vl < 15 ? vl : 15),
+                 req->target + sizeof(ep_prefix) - 1);
+        if (!is_post) {
+            keel_buf_printf(&body, "use POST\n");
+            respond(a, 405, "Method Not Allowed", "text/plain", &body);
+        } else {
+            endpoint_override(a, verb, q ? q + 1 : "", q ? req->target_len - pl - 1 : 0, &body);
+        }
+    } else if (!is_get) {
         keel_buf_printf(&body, "method not allowed\n");
         respond(a, 405, "Method Not Allowed", "text/plain", &body);
     } else if (PATH_IS("/ready")) {

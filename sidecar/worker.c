@@ -232,6 +232,7 @@ static void adopt_snapshot(struct keel_worker *w, struct keel_snap *s)
         }
     struct keel_wsnap *old = w->cur;
     w->cur = ws;
+    atomic_store(&w->adopted_gen, s->gen);
     if (old) {
         if (old->users == 0) {
             wsnap_free(old);

@@ -104,8 +104,9 @@ struct keel_worker {
     ev_check check;
     ev_timer panic_tick;
     _Atomic(struct keel_snap *) mailbox;
-    struct keel_wsnap *cur;     /* newest adopted snapshot: new exchanges use it */
-    struct keel_wsnap *retired; /* older ones still pinned by exchanges */
+    struct keel_wsnap *cur;       /* newest adopted snapshot: new exchanges use it */
+    _Atomic uint64_t adopted_gen; /* its generation, for the admin API */
+    struct keel_wsnap *retired;   /* older ones still pinned by exchanges */
     struct keel_lsock *lsocks;
     uint32_t n_lsocks;
     int draining;
