@@ -55,6 +55,7 @@ struct qbuf {
 
 static const char *const lb_names[KEEL_LB__COUNT] = {
     "weighted_least_conn", "least_conn", "round_robin", "weighted_round_robin", "ip_hash", "random",
+    "least_response_time", "hash",
 };
 
 const char *keel_config_lb_name(enum keel_lb_policy p)
@@ -1327,6 +1328,7 @@ enum {
     C_OUTLIER,
     C_PANIC,
     C_CIRCUIT,
+    C_HASH_ON,
     C__N
 };
 
@@ -1341,6 +1343,7 @@ void keel_config_cluster_defaults(struct keel_cfg_cluster *cl)
     cl->max_idle_per_endpoint = 64;
     keel_config_outlier_defaults(&cl->outlier);
     cl->panic_threshold = 50;
+    cl->hash_on.source = KEEL_HASH_ON_IP;
 }
 
 void keel_config_outlier_defaults(struct keel_cfg_outlier *o)
@@ -1748,6 +1751,43 @@ static void parse_health(struct ctx *c, struct keel_cfg_health *h, yaml_node_t *
     }
 }
 
+/* "hash_on: {header: X-User}" | "{cookie: session}" | "{ip: true}", for lb: hash. */
+static void parse_hash_on(struct ctx *c, struct keel_cfg_cluster *cl, yaml_node_t *n,
+                          const char *path)
+{
+    static const char *const keys[] = {"header", "cookie", "ip"};
+    yaml_node_t *v[3];
+    char kpath[PATHLEN];
+    struct qbuf q;
+    if (fields(c, n, path, keys, 3, v))
+        return;
+    int count = (v[0] != NULL) + (v[1] != NULL) + (v[2] != NULL);
+    if (count == 0 && n->data.mapping.pairs.top > n->data.mapping.pairs.start)
+        return; /* only unknown keys: reported already */
+    if (count != 1) {
+        err(c, n, path, "expected exactly one of header, cookie or ip, found %s",
+            count ? "several" : "none");
+        return;
+    }
+    if (v[2]) {
+        int on = 1;
+        path_key(kpath, path, "ip");
+        get_bool(c, v[2], kpath, &on);
+        if (!on)
+            err(c, v[2], kpath,
+                "\"ip: false\" leaves nothing to hash (use header or cookie, or ip: true)");
+        cl->hash_on.source = KEEL_HASH_ON_IP;
+        return;
+    }
+    size_t i = v[0] ? 0 : 1;
+    path_key(kpath, path, keys[i]);
+    if (get_str(c, v[i], kpath, i ? "a cookie name" : "a header name", 0, &cl->hash_on.name) == 0 &&
+        !valid_token(cl->hash_on.name))
+        err(c, v[i], kpath, "invalid %s name %s (expected an HTTP token)", keys[i],
+            quotez(&q, cl->hash_on.name));
+    cl->hash_on.source = i ? KEEL_HASH_ON_COOKIE : KEEL_HASH_ON_HEADER;
+}
+
 static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_node_t *n,
                           const char *path)
 {
@@ -1767,7 +1807,8 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
                                            "health_check",
                                            "outlier",
                                            "panic_threshold",
-                                           "circuit_breaker"};
+                                           "circuit_breaker",
+                                           "hash_on"};
     static const char *const tkeys[] = {"connect", "response", "idle"};
     struct keel_cfg_cluster *cl = &cfg->clusters[idx];
     yaml_node_t *v[C__N], *t[3];
@@ -1789,11 +1830,22 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
     } else {
         missing(c, n, path, "name", NULL);
     }
+    int lb = (int)cl->lb;
     if (v[C_LB]) {
-        int lb = (int)cl->lb;
         path_key(kpath, path, "lb");
+        lb = -1;
         get_choice(c, v[C_LB], kpath, "policy", lb_names, KEEL_LB__COUNT, &lb);
-        cl->lb = (enum keel_lb_policy)lb;
+        if (lb >= 0)
+            cl->lb = (enum keel_lb_policy)lb;
+    }
+    if (v[C_HASH_ON]) {
+        path_key(kpath, path, "hash_on");
+        if (cl->lb == KEEL_LB_HASH)
+            parse_hash_on(c, cl, v[C_HASH_ON], kpath);
+        else if (lb >= 0) /* an unknown policy is reported already */
+            err(c, v[C_HASH_ON], kpath,
+                "\"hash_on\" is only for clusters with \"lb: hash\" (this cluster uses %s)",
+                keel_config_lb_name(cl->lb));
     }
     path_key(tpath, path, "timeouts");
     if (v[C_TIMEOUTS] && fields(c, v[C_TIMEOUTS], tpath, tkeys, 3, t) == 0) {
@@ -2451,6 +2503,7 @@ void keel_config_free(struct keel_cfg *cfg)
         free(cl->health_check.expect);
         free(cl->health_check.expect_header.name);
         free(cl->health_check.expect_header.value);
+        free(cl->hash_on.name);
     }
     free(cfg->clusters);
     free(cfg->consul.address);

@@ -873,6 +873,10 @@ static void dispatch(struct keel_conn *c)
         struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
         struct keel_lb_req lr = {c->peer_hash, t->tried, t->n_tried,
                                  t->ws->panic ? t->ws->panic[t->cluster] : 0};
+        /* lb: hash keys on hash_on's header or cookie (from the head kept for re-dispatch),
+         * else on the client IP. */
+        if (cl->lb == &keel_lb_hash)
+            keel_balancer_key_hash(cl->cfg, t->head.data + t->head.off, t->head.len, &lr.hash);
         int idx = cl->lb->pick(cl, t->ws->lb_state ? t->ws->lb_state[t->cluster] : NULL, &lr);
         if (lr.panic && idx >= 0 && cl->stats)
             atomic_fetch_add_explicit(&cl->stats->panic, 1, memory_order_relaxed);

@@ -10,7 +10,8 @@
 
 /* What a pick knows about the request. */
 struct keel_lb_req {
-    uint64_t hash;           /* hash of the client key (client IP for ip_hash) */
+    uint64_t hash;           /* hash of the client key: the client IP; for lb: hash the
+                                header or cookie of hash_on when the request has it */
     const uint32_t *exclude; /* endpoint indices not to pick (already tried), may be NULL */
     size_t n_exclude;
     int panic; /* too little of the cluster is healthy: use every endpoint still present in
@@ -40,6 +41,8 @@ extern const struct keel_lb_ops keel_lb_round_robin;
 extern const struct keel_lb_ops keel_lb_weighted_round_robin;
 extern const struct keel_lb_ops keel_lb_ip_hash;
 extern const struct keel_lb_ops keel_lb_random;
+extern const struct keel_lb_ops keel_lb_least_response_time;
+extern const struct keel_lb_ops keel_lb_hash;
 
 /** Registry indexed by enum keel_lb_policy. [any] */
 extern const struct keel_lb_ops *const keel_lb_registry[KEEL_LB__COUNT];
@@ -49,6 +52,18 @@ int keel_balancer_excluded(const struct keel_lb_req *req, uint32_t i);
 
 /** 64-bit hash (FNV-1a then a finaliser) for hashing client keys. [any] */
 uint64_t keel_balancer_hash(const void *data, size_t len);
+
+/**
+ * Finds the key of `lb: hash` in a request head as cfg->hash_on says (a header value, or a
+ * cookie value from the Cookie headers) and hashes it with keel_balancer_hash().
+ * @param head  the request head, "Name: value" lines after the request line; borrowed.
+ * @param out   out: the key's hash, set only when found (so it may hold the client IP hash
+ *              beforehand, as the fallback).
+ * @return 1 when the key is present and not empty, 0 when absent or hash_on is the client IP
+ *         (the caller then uses the client IP hash). [any]
+ */
+int keel_balancer_key_hash(const struct keel_cfg_cluster *cfg, const char *head, size_t len,
+                           uint64_t *out);
 
 /** Whether endpoint i may be picked for req: eligible (present, in panic mode) and not
  *  excluded. Every policy decides through this. [any] */

@@ -24,7 +24,21 @@ enum keel_lb_policy {
     KEEL_LB_WEIGHTED_ROUND_ROBIN,    /* "weighted_round_robin" (smooth, nginx style) */
     KEEL_LB_IP_HASH,                 /* "ip_hash" (consistent, weighted rendezvous) */
     KEEL_LB_RANDOM,                  /* "random" (weighted) */
+    KEEL_LB_LEAST_RESPONSE_TIME,     /* "least_response_time" (peak-EWMA, two choices) */
+    KEEL_LB_HASH,                    /* "hash" (consistent, bounded load; see hash_on) */
     KEEL_LB__COUNT
+};
+
+/* What `lb: hash` hashes ("hash_on:" of a cluster). */
+enum keel_hash_source {
+    KEEL_HASH_ON_IP = 0, /* "ip: true" (default): the client address */
+    KEEL_HASH_ON_HEADER, /* "header: Name": that header's value */
+    KEEL_HASH_ON_COOKIE, /* "cookie: name": that cookie's value */
+};
+
+struct keel_cfg_hash_on {
+    enum keel_hash_source source;
+    char *name; /* header or cookie name; NULL for ip. A request without it uses the client IP */
 };
 
 enum keel_listener_proto { KEEL_LISTEN_HTTP = 0, KEEL_LISTEN_TCP };
@@ -148,6 +162,7 @@ struct keel_cfg_cluster {
     uint32_t max_pending;
     uint32_t max_requests;
     struct keel_cfg_health health_check; /* active checks; enabled 0: none */
+    struct keel_cfg_hash_on hash_on;     /* lb: hash only */
 };
 
 /* Top-level "consul:" section. Present or not, consul clusters use these (defaults). */

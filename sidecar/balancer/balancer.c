@@ -11,6 +11,8 @@ const struct keel_lb_ops *const keel_lb_registry[KEEL_LB__COUNT] = {
     [KEEL_LB_WEIGHTED_ROUND_ROBIN] = &keel_lb_weighted_round_robin,
     [KEEL_LB_IP_HASH] = &keel_lb_ip_hash,
     [KEEL_LB_RANDOM] = &keel_lb_random,
+    [KEEL_LB_LEAST_RESPONSE_TIME] = &keel_lb_least_response_time,
+    [KEEL_LB_HASH] = &keel_lb_hash,
 };
 
 int keel_balancer_excluded(const struct keel_lb_req *req, uint32_t i)

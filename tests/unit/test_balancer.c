@@ -121,11 +121,14 @@ static void test_hash_and_exclude(void)
         [KEEL_LB_WEIGHTED_ROUND_ROBIN] = "weighted_round_robin",
         [KEEL_LB_IP_HASH] = "ip_hash",
         [KEEL_LB_RANDOM] = "random",
+        [KEEL_LB_LEAST_RESPONSE_TIME] = "least_response_time",
+        [KEEL_LB_HASH] = "hash",
     };
     for (int p = 0; p < KEEL_LB__COUNT; p++) {
         const struct keel_lb_ops *ops = keel_lb_registry[p];
-        CHECK(ops != NULL && strcmp(ops->name, names[p]) == 0, "registry[%d] is %s", p, names[p]);
-        CHECK(ops->pick && ops->state_new && ops->state_free, "registry[%d] complete", p);
+        CHECK(ops != NULL && names[p] != NULL && strcmp(ops->name, names[p]) == 0,
+              "registry[%d] is %s", p, names[p] ? names[p] : "(not in this test)");
+        CHECK(ops && ops->pick && ops->state_new && ops->state_free, "registry[%d] complete", p);
     }
 }
 
@@ -386,6 +389,7 @@ static void test_wrr_sequence(void)
 static const struct keel_lb_ops *const all_ops[] = {
     &keel_lb_weighted_least_conn,  &keel_lb_least_conn, &keel_lb_round_robin,
     &keel_lb_weighted_round_robin, &keel_lb_ip_hash,    &keel_lb_random,
+    &keel_lb_least_response_time,  &keel_lb_hash,
 };
 #define N_OPS (sizeof(all_ops) / sizeof(all_ops[0]))
 
@@ -524,7 +528,11 @@ static void test_no_state(void)
         }
         uint32_t none = count_picks(ops, &t, NULL, 40000, counts);
         CHECK(none == 0, "%s no state: %u none", ops->name, none);
-        if (ops == &keel_lb_round_robin || ops == &keel_lb_least_conn) {
+        if (ops == &keel_lb_least_response_time) {
+            /* Idle and equally fast: (0 + 1) x (0 + 1) / 3 beats / 1 every time. */
+            CHECK(counts[0] == 0 && counts[1] == 40000, "%s no state: %llu/%llu", ops->name,
+                  (unsigned long long)counts[0], (unsigned long long)counts[1]);
+        } else if (ops == &keel_lb_round_robin || ops == &keel_lb_least_conn) {
             CHECK(counts[0] == 20000 && counts[1] == 20000, "%s no state: %llu/%llu", ops->name,
                   (unsigned long long)counts[0], (unsigned long long)counts[1]);
         } else {
@@ -660,6 +668,470 @@ static void test_ip_hash(void)
     CHECK(bad == 0, "weight increase moved %u keys elsewhere", bad);
 }
 
+/* ---- least_response_time ---- */
+
+static void set_latency(struct tcl *t, uint32_t i, uint32_t us, uint64_t stamp_ms)
+{
+    atomic_store_explicit(&t->loads[i].ewma_latency_us, us, memory_order_relaxed);
+    atomic_store_explicit(&t->loads[i].ewma_stamp_ms, stamp_ms, memory_order_relaxed);
+}
+
+static void test_lrt_scores(void)
+{
+    /* Two endpoints are always both compared: the lower (latency + 1) x (active + 1) / weight
+     * wins, deterministically. */
+    static const struct {
+        uint32_t lat[2], active[2], weight[2];
+        int want;
+    } cases[] = {
+        {{1000, 5000}, {0, 0}, {1, 1}, 0},               /* faster */
+        {{5000, 1000}, {0, 0}, {1, 1}, 1},               /* faster, other side */
+        {{1000, 1000}, {3, 0}, {1, 1}, 1},               /* same speed: fewer in flight */
+        {{1000, 3000}, {2, 0}, {1, 1}, 1},               /* 1001 x 3 > 3001 x 1 */
+        {{1000, 3000}, {1, 0}, {1, 1}, 0},               /* 1001 x 2 < 3001 x 1 */
+        {{3000, 1000}, {0, 0}, {4, 1}, 0},               /* 3001 / 4 < 1001 / 1 */
+        {{3000, 1000}, {0, 0}, {2, 1}, 1},               /* 3001 / 2 > 1001 / 1 */
+        {{0, 5000}, {1, 0}, {1, 1}, 1},                  /* unmeasured scores as 5000: 2 x 5001 */
+        {{0, 5000}, {0, 1}, {1, 1}, 0},                  /* ... and wins against 2 x 5001 */
+        {{4000000000u, 1}, {4000000000u, 0}, {1, 1}, 1}, /* no overflow */
+        {{1, 4000000000u}, {4000000000u, 0}, {1, 4000000000u}, 1},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        struct tcl t;
+        tcl_init(&t, cases[c].weight, 2);
+        for (uint32_t i = 0; i < 2; i++) {
+            set_active(&t, i, cases[c].active[i]);
+            set_latency(&t, i, cases[c].lat[i], 0);
+        }
+        void *st = keel_lb_least_response_time.state_new(&t.cl);
+        int ok = 1, got = -2;
+        for (int k = 0; k < 50 && ok; k++) {
+            got = keel_lb_least_response_time.pick(&t.cl, k % 2 ? st : NULL, &no_req);
+            ok = got == cases[c].want;
+        }
+        CHECK(ok, "lrt case %zu: got %d want %d", c, got, cases[c].want);
+        keel_lb_least_response_time.state_free(st);
+    }
+
+    /* A new endpoint (no latency yet) scores as the best known one, so it is tried: beside a
+     * 1 ms endpoint at equal load it gets about half, not nothing. */
+    struct tcl t;
+    uint64_t counts[MAX_EPS];
+    tcl_init(&t, NULL, 2);
+    set_latency(&t, 0, 1000, 0);
+    void *st = keel_lb_least_response_time.state_new(&t.cl);
+    count_picks(&keel_lb_least_response_time, &t, st, 10000, counts);
+    CHECK(counts[1] > 4000 && counts[1] < 6000, "new endpoint got %llu of 10000",
+          (unsigned long long)counts[1]);
+    keel_lb_least_response_time.state_free(st);
+
+    /* The fastest excluded (a retry): never picked, the next fastest instead. */
+    tcl_init(&t, NULL, 3);
+    set_latency(&t, 0, 100, 0);
+    set_latency(&t, 1, 2000, 0);
+    set_latency(&t, 2, 3000, 0);
+    st = keel_lb_least_response_time.state_new(&t.cl);
+    uint32_t ex = 0;
+    struct keel_lb_req req = {0, &ex, 1, 0};
+    uint32_t c0 = 0, c1 = 0;
+    for (int k = 0; k < 1000; k++) {
+        int i = keel_lb_least_response_time.pick(&t.cl, st, &req);
+        c0 += i == 0;
+        c1 += i == 1;
+    }
+    CHECK(c0 == 0 && c1 == 1000, "lrt with the fastest excluded: %u to it, %u to the next", c0, c1);
+    keel_lb_least_response_time.state_free(st);
+}
+
+static void test_lrt_proportion(void)
+{
+    struct tcl t;
+    uint64_t counts[MAX_EPS];
+    double avg[MAX_EPS];
+
+    /* Sequential picks over 1, 2, 4 and 8 ms endpoints: two random candidates, the faster
+     * wins, so the k-th fastest of n gets 2(n - k) / (n(n - 1)): 50%, 33%, 17%, 0%. */
+    const uint32_t lat4[] = {1000, 2000, 4000, 8000};
+    tcl_init(&t, NULL, 4);
+    for (uint32_t i = 0; i < 4; i++)
+        set_latency(&t, i, lat4[i], 0);
+    void *st = keel_lb_least_response_time.state_new(&t.cl);
+    count_picks(&keel_lb_least_response_time, &t, st, 60000, counts);
+    printf("  least_response_time    1,2,4,8 ms, sequential: %llu %llu %llu %llu\n",
+           (unsigned long long)counts[0], (unsigned long long)counts[1],
+           (unsigned long long)counts[2], (unsigned long long)counts[3]);
+    const double want4[] = {0.5, 1 / 3.0, 1 / 6.0, 0};
+    for (uint32_t i = 0; i < 4; i++) {
+        double share = counts[i] / 60000.0;
+        CHECK(share > want4[i] - 0.02 && share < want4[i] + 0.02, "lrt ep %u share %.3f", i, share);
+    }
+    keel_lb_least_response_time.state_free(st);
+
+    /* Under concurrent load the in-flight counts balance the scores: 64 requests in flight
+     * over a 1 ms and a 3 ms endpoint settle where 1001 (a0 + 1) = 3001 (a1 + 1), about 48.5
+     * against 15.5: the fast one carries three times as much, the slow one is not starved. */
+    const uint32_t lat2[] = {1000, 3000};
+    tcl_init(&t, NULL, 2);
+    for (uint32_t i = 0; i < 2; i++)
+        set_latency(&t, i, lat2[i], 0);
+    simulate_load(&keel_lb_least_response_time, &t, 64, 100000, avg);
+    double ratio = avg[0] / avg[1];
+    printf("  least_response_time    1 ms vs 3 ms, 64 in flight: avg active %.2f / %.2f, ratio "
+           "%.2f\n",
+           avg[0], avg[1], ratio);
+    CHECK(ratio >= 2.6 && ratio <= 3.6, "lrt latency ratio %.2f", ratio);
+
+    /* Weights: equally fast, weights 1 and 3: (a0 + 1) / 1 = (a1 + 1) / 3, ratio ~3.2. */
+    const uint32_t w2[] = {1, 3};
+    tcl_init(&t, w2, 2);
+    for (uint32_t i = 0; i < 2; i++)
+        set_latency(&t, i, 2000, 0);
+    simulate_load(&keel_lb_least_response_time, &t, 64, 100000, avg);
+    ratio = avg[1] / avg[0];
+    printf("  least_response_time    weights 1,3, equal latency, 64 in flight: ratio %.2f\n",
+           ratio);
+    CHECK(ratio >= 2.7 && ratio <= 3.6, "lrt weight ratio %.2f", ratio);
+
+    /* Two random choices over 32 endpoints, half at 1 ms and half at 2 ms, 512 in flight:
+     * 1001 (af + 1) = 2001 (as + 1) with af + as = 32 gives af / as of about 2. */
+    tcl_init(&t, NULL, 32);
+    for (uint32_t i = 0; i < 32; i++)
+        set_latency(&t, i, i % 2 ? 2000 : 1000, 0);
+    simulate_load(&keel_lb_least_response_time, &t, 512, 200000, avg);
+    double fast = 0, slow = 0;
+    for (uint32_t i = 0; i < 32; i++)
+        *(i % 2 ? &slow : &fast) += avg[i];
+    ratio = fast / slow;
+    printf("  least_response_time    32 eps 1 ms / 2 ms, 512 in flight: avg per ep %.2f / %.2f, "
+           "ratio %.2f\n",
+           fast / 16, slow / 16, ratio);
+    CHECK(ratio >= 1.6 && ratio <= 2.4, "lrt p2c ratio %.2f", ratio);
+}
+
+/* A slow endpoint that lost every comparison is forgiven as its estimate ages, and gets
+ * measured again; a fresh slow estimate keeps it out. */
+static void test_lrt_forgiveness(void)
+{
+    struct tcl t;
+    uint64_t saved = keel_clock_now_ms;
+
+    tcl_init(&t, NULL, 2);
+    keel_clock_now_ms = 100000;
+    set_latency(&t, 0, 1000, 100000); /* fast, measured just now */
+    set_latency(&t, 1, 50000, 99000); /* 50 ms, 1 s ago: 18 ms still */
+    void *st = keel_lb_least_response_time.state_new(&t.cl);
+    int fresh = keel_lb_least_response_time.pick(&t.cl, st, &no_req);
+    set_latency(&t, 1, 50000, 95000); /* 5 s ago: 50 ms x e^-5 = 0.34 ms */
+    int aged = keel_lb_least_response_time.pick(&t.cl, st, &no_req);
+    CHECK(fresh == 0 && aged == 1, "forgiveness: fresh %d (want 0), aged %d (want 1)", fresh, aged);
+    keel_lb_least_response_time.state_free(st);
+    keel_clock_now_ms = saved;
+}
+
+/* ---- hash: consistent hashing with bounded load ---- */
+
+static void hash_assign(const struct tcl *t, int *out, uint32_t n_keys)
+{
+    void *st = keel_lb_hash.state_new(&t->cl);
+    for (uint32_t k = 0; k < n_keys; k++) {
+        char user[32];
+        snprintf(user, sizeof(user), "user-%u", k);
+        struct keel_lb_req req = {keel_balancer_hash(user, strlen(user)), NULL, 0, 0};
+        out[k] = keel_lb_hash.pick(&t->cl, st, &req);
+    }
+    keel_lb_hash.state_free(st);
+}
+
+static uint32_t max_active(struct tcl *t, uint64_t *total)
+{
+    uint32_t mx = 0;
+    *total = 0;
+    for (uint32_t i = 0; i < t->cl.n_eps; i++) {
+        uint32_t a = get_active(t, i);
+        *total += a;
+        mx = a > mx ? a : mx;
+    }
+    return mx;
+}
+
+static void test_hash_consistency(void)
+{
+    static int a[N_KEYS], b[N_KEYS];
+    struct tcl t10, t11;
+
+    /* Same key, same endpoint: with and without state, across fresh states. */
+    tcl_init(&t10, NULL, 10);
+    void *s1 = keel_lb_hash.state_new(&t10.cl), *s2 = keel_lb_hash.state_new(&t10.cl);
+    int same = 1;
+    uint32_t used[MAX_EPS] = {0};
+    for (uint64_t k = 0; k < 1000; k++) {
+        struct keel_lb_req req = {keel_balancer_hash(&k, sizeof(k)), NULL, 0, 0};
+        int x = keel_lb_hash.pick(&t10.cl, s1, &req);
+        if (x < 0 || keel_lb_hash.pick(&t10.cl, s1, &req) != x ||
+            keel_lb_hash.pick(&t10.cl, s2, &req) != x ||
+            keel_lb_hash.pick(&t10.cl, NULL, &req) != x)
+            same = 0;
+        else
+            used[x]++;
+    }
+    CHECK(same, "hash not stable for a key");
+    for (uint32_t i = 0; i < 10; i++)
+        CHECK(used[i] > 60 && used[i] < 140, "hash: ep %u has %u of 1000 keys", i, used[i]);
+    keel_lb_hash.state_free(s1);
+    keel_lb_hash.state_free(s2);
+
+    /* Adding an 11th endpoint moves ~1/11 of the keys, all to the new one. */
+    tcl_init(&t11, NULL, 11);
+    hash_assign(&t10, a, N_KEYS);
+    hash_assign(&t11, b, N_KEYS);
+    uint32_t moved = 0, elsewhere = 0;
+    for (uint32_t k = 0; k < N_KEYS; k++) {
+        if (a[k] != b[k]) {
+            moved++;
+            elsewhere += b[k] != 10;
+        }
+    }
+    printf("  hash                   add 11th to 10: %.2f%% of %d keys moved (ideal 9.09%%), %u "
+           "elsewhere\n",
+           moved * 100.0 / N_KEYS, N_KEYS, elsewhere);
+    CHECK(moved >= N_KEYS * 7 / 100 && moved <= N_KEYS * 11 / 100, "moved %u", moved);
+    CHECK(elsewhere == 0, "%u keys moved between old endpoints", elsewhere);
+
+    /* Removing endpoint 3 moves only its keys. */
+    t10.eps[3].health = KEEL_EP_H_DISCOVERY;
+    hash_assign(&t10, b, N_KEYS);
+    uint32_t bad = 0;
+    for (uint32_t k = 0; k < N_KEYS; k++)
+        bad += a[k] != 3 && b[k] != a[k];
+    CHECK(bad == 0, "removing one moved %u other keys", bad);
+    t10.eps[3].health = 0;
+
+    /* While the loads are balanced (everyone at 5 in flight, under the bound of
+     * ceil(1.25 x 51 / 10) = 7), every key stays where it was when idle. */
+    for (uint32_t i = 0; i < 10; i++)
+        set_active(&t10, i, 5);
+    hash_assign(&t10, b, N_KEYS);
+    CHECK(memcmp(a, b, sizeof(a)) == 0, "balanced load moved keys");
+
+    /* Weighted 1,1,2,4, idle: keys split by weight within 5%. */
+    const uint32_t w[] = {1, 1, 2, 4};
+    struct tcl t4;
+    tcl_init(&t4, w, 4);
+    hash_assign(&t4, a, N_KEYS);
+    uint32_t cnt[4] = {0};
+    for (uint32_t k = 0; k < N_KEYS; k++)
+        if (a[k] >= 0 && a[k] < 4)
+            cnt[a[k]]++;
+    for (uint32_t i = 0; i < 4; i++) {
+        double want = N_KEYS * w[i] / 8.0, dev = (cnt[i] - want) / want;
+        CHECK(dev > -0.05 && dev < 0.05, "hash weight %u: %u want %.0f", w[i], cnt[i], want);
+    }
+}
+
+static void test_hash_bounded_load(void)
+{
+    struct tcl t;
+    uint64_t total;
+    const uint64_t hot = keel_balancer_hash("hot-user", 8);
+    struct keel_lb_req req = {hot, NULL, 0, 0};
+
+    /* One hot key, requests piling up (none finish): the key's own endpoint fills to its
+     * bound, then the next in the key's order, and so on; no endpoint ever holds more than
+     * 1.25 x the average + 1. */
+    tcl_init(&t, NULL, 8);
+    void *st = keel_lb_hash.state_new(&t.cl);
+    int home = keel_lb_hash.pick(&t.cl, st, &req);
+    int ok = 1;
+    uint32_t worst_step = 0;
+    double worst = 0;
+    for (uint32_t s = 0; s < 2000 && ok; s++) {
+        int i = keel_lb_hash.pick(&t.cl, st, &req);
+        if (i < 0) {
+            ok = 0;
+            break;
+        }
+        atomic_fetch_add_explicit(&t.loads[i].active, 1, memory_order_relaxed);
+        uint32_t mx = max_active(&t, &total);
+        double limit = 1.25 * (double)total / 8 + 1;
+        if (mx > limit) {
+            ok = 0;
+            worst_step = s;
+            worst = mx;
+        }
+    }
+    CHECK(ok, "hot key: an endpoint at %.0f in flight at step %u", worst, worst_step);
+    max_active(&t, &total);
+    CHECK(total == 2000, "hot key: %llu placed", (unsigned long long)total);
+    uint32_t home_active = home >= 0 ? get_active(&t, (uint32_t)home) : 0;
+    uint32_t mx = max_active(&t, &total);
+    CHECK(home >= 0 && home_active == mx, "hot key: home %d holds %u, max %u", home, home_active,
+          mx);
+    /* The key spilled over in its own order: six endpoints at the bound of 1.25 x 250 hold
+     * at most 1878, so a seventh takes the rest; an eighth is not needed. */
+    uint32_t in_use = 0, full = 0;
+    for (uint32_t i = 0; i < 8; i++) {
+        in_use += get_active(&t, i) > 0;
+        full += get_active(&t, i) >= 300;
+    }
+    printf("  hash                   hot key, 2000 in flight over 8: %u endpoints used, %u near "
+           "the bound, max %u (avg 250, bound %.1f)\n",
+           in_use, full, mx, 1.25 * 2000 / 8 + 1);
+    CHECK(in_use >= 7 && full >= 6, "hot key: %u endpoints used, %u full", in_use, full);
+    keel_lb_hash.state_free(st);
+
+    /* Steady state with completions: 200 in flight, a hot key for half the requests and many
+     * cold keys for the rest. The bound holds after every pick, and the cold keys mostly
+     * stay home (only endpoints at their bound turn keys away). */
+    tcl_init(&t, NULL, 8);
+    st = keel_lb_hash.state_new(&t.cl);
+    uint32_t open[256], n_open = 0, cold = 0, cold_home = 0;
+    ok = 1;
+    for (uint32_t s = 0; s < 20000 && ok; s++) {
+        uint32_t key = (uint32_t)(test_rand() % 1000);
+        struct keel_lb_req r = {s % 2 ? hot : keel_balancer_hash(&key, sizeof(key)), NULL, 0, 0};
+        int i = keel_lb_hash.pick(&t.cl, st, &r);
+        if (i < 0) {
+            ok = 0;
+            break;
+        }
+        if (s % 2 == 0) {
+            /* Where the key lives when nothing is loaded: a stateless pick on an idle copy. */
+            struct tcl idle;
+            tcl_init(&idle, NULL, 8);
+            cold++;
+            cold_home += keel_lb_hash.pick(&idle.cl, NULL, &r) == i;
+        }
+        atomic_fetch_add_explicit(&t.loads[i].active, 1, memory_order_relaxed);
+        open[n_open++] = (uint32_t)i;
+        uint32_t m = max_active(&t, &total);
+        if (m > 1.25 * (double)total / 8 + 1)
+            ok = 0;
+        if (n_open > 200) {
+            uint32_t k = (uint32_t)(test_rand() % n_open);
+            atomic_fetch_sub_explicit(&t.loads[open[k]].active, 1, memory_order_relaxed);
+            open[k] = open[--n_open];
+        }
+    }
+    CHECK(ok, "steady hot key: bound broken");
+    printf("  hash                   half hot key, 200 in flight: %.1f%% of cold keys at home\n",
+           cold_home * 100.0 / cold);
+    CHECK(cold_home > cold / 2, "cold keys at home %u of %u", cold_home, cold);
+    keel_lb_hash.state_free(st);
+
+    /* Weighted bounds: weights 1 and 3, so bounds of 1.25 x 1/4 and 1.25 x 3/4 of the load.
+     * For hot keys at home on either endpoint, the home fills to its own bound (31% or 94%)
+     * and the other takes the rest; neither passes its bound. */
+    const uint32_t w[] = {1, 3};
+    int homes[2] = {0, 0};
+    for (uint32_t key = 0; key < 64 && !(homes[0] && homes[1]); key++) {
+        tcl_init(&t, w, 2);
+        st = keel_lb_hash.state_new(&t.cl);
+        struct keel_lb_req r = {keel_balancer_hash(&key, sizeof(key)), NULL, 0, 0};
+        int h = keel_lb_hash.pick(&t.cl, st, &r);
+        ok = h >= 0;
+        for (uint32_t s = 1; s <= 1000 && ok; s++) {
+            int i = keel_lb_hash.pick(&t.cl, st, &r);
+            if (i < 0)
+                break;
+            atomic_fetch_add_explicit(&t.loads[i].active, 1, memory_order_relaxed);
+            ok = get_active(&t, 0) <= 1.25 * s / 4 + 1 && get_active(&t, 1) <= 1.25 * s * 3 / 4 + 1;
+        }
+        CHECK(ok, "weighted bound broken for key %u", key);
+        if (h >= 0 && !homes[h]) {
+            homes[h] = 1;
+            double share = get_active(&t, (uint32_t)h) / 1000.0, want = h ? 0.9375 : 0.3125;
+            CHECK(share > want - 0.01 && share < want + 0.01, "weighted home %d share %.3f", h,
+                  share);
+        }
+        keel_lb_hash.state_free(st);
+    }
+    CHECK(homes[0] && homes[1], "no hot key at home on each endpoint");
+}
+
+/* The key comes from the configured header or cookie; absent, the client IP hash stays. */
+static void test_hash_key(void)
+{
+    struct keel_cfg_cluster cfg;
+    const uint64_t ip = 0x1234567890abcdefull;
+    static const struct {
+        enum keel_hash_source source;
+        const char *name;
+        const char *head;
+        const char *want; /* the value hashed, NULL: no key */
+    } cases[] = {
+        {KEEL_HASH_ON_HEADER, "X-User", "GET / HTTP/1.1\r\nHost: a\r\nX-User: alice\r\n\r\n",
+         "alice"},
+        {KEEL_HASH_ON_HEADER, "X-User", "GET / HTTP/1.1\r\nx-user:  bob \t\r\n\r\n", "bob"},
+        {KEEL_HASH_ON_HEADER, "X-User", "GET / HTTP/1.1\r\nX-User-Id: carol\r\n\r\n", NULL},
+        {KEEL_HASH_ON_HEADER, "X-User", "GET / HTTP/1.1\r\nX-Use: carol\r\n\r\n", NULL},
+        {KEEL_HASH_ON_HEADER, "X-User", "GET / HTTP/1.1\r\nX-User:\r\nX-User: dave\r\n\r\n",
+         "dave"},
+        {KEEL_HASH_ON_HEADER, "X-User", "GET / HTTP/1.1\r\nX-User: \r\n\r\n", NULL},
+        {KEEL_HASH_ON_HEADER, "X-User", "GET /X-User: x HTTP/1.1\r\nHost: a\r\n\r\n", NULL},
+        {KEEL_HASH_ON_HEADER, "X-User", "GET / HTTP/1.1\r\nHost: a\r\n\r\nX-User: body\r\n", NULL},
+        {KEEL_HASH_ON_HEADER, "X-User", "GET / HTTP/1.1\nX-User: lf\n\n", "lf"},
+        {KEEL_HASH_ON_HEADER, "X-User", "GET / HTTP/1.1\r\nX-User: eve", "eve"},
+        {KEEL_HASH_ON_HEADER, "X-User", "", NULL},
+        {KEEL_HASH_ON_COOKIE, "sid", "GET / HTTP/1.1\r\nCookie: a=1; sid=s1; b=2\r\n\r\n", "s1"},
+        {KEEL_HASH_ON_COOKIE, "sid", "GET / HTTP/1.1\r\ncookie: sid=\"s2\"\r\n\r\n", "s2"},
+        {KEEL_HASH_ON_COOKIE, "sid", "GET / HTTP/1.1\r\nCookie: a=1\r\nCookie: sid=s3\r\n\r\n",
+         "s3"},
+        {KEEL_HASH_ON_COOKIE, "sid", "GET / HTTP/1.1\r\nCookie: SID=x; xsid=y; sid2=z\r\n\r\n",
+         NULL},
+        {KEEL_HASH_ON_COOKIE, "sid", "GET / HTTP/1.1\r\nCookie: sid=\r\n\r\n", NULL},
+        {KEEL_HASH_ON_COOKIE, "sid", "GET / HTTP/1.1\r\nX-Cookie: sid=no\r\n\r\n", NULL},
+        {KEEL_HASH_ON_COOKIE, "sid", "GET / HTTP/1.1\r\nsid: no\r\n\r\n", NULL},
+        {KEEL_HASH_ON_COOKIE, "sid", "GET / HTTP/1.1\r\nCookie: noeq; sid = s4 \r\n\r\n", "s4"},
+        {KEEL_HASH_ON_IP, NULL, "GET / HTTP/1.1\r\nX-User: alice\r\n\r\n", NULL},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        memset(&cfg, 0, sizeof(cfg));
+        cfg.lb = KEEL_LB_HASH;
+        cfg.hash_on.source = cases[c].source;
+        cfg.hash_on.name = (char *)cases[c].name;
+        uint64_t h = ip;
+        int got = keel_balancer_key_hash(&cfg, cases[c].head, strlen(cases[c].head), &h);
+        if (cases[c].want)
+            CHECK(got == 1 && h == keel_balancer_hash(cases[c].want, strlen(cases[c].want)),
+                  "key case %zu: got %d", c, got);
+        else
+            CHECK(got == 0 && h == ip, "key case %zu: got %d, hash changed %d", c, got, h != ip);
+    }
+    CHECK(keel_balancer_key_hash(NULL, "x", 1, NULL) == 0, "NULL cluster config");
+
+    /* As the proxy uses it: the same X-User from 200 client addresses lands on one endpoint;
+     * without the header each address goes its own way (over all endpoints). */
+    struct tcl t;
+    tcl_init(&t, NULL, 5);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.hash_on.source = KEEL_HASH_ON_HEADER;
+    cfg.hash_on.name = "X-User";
+    void *st = keel_lb_hash.state_new(&t.cl);
+    static const char with[] = "GET / HTTP/1.1\r\nX-User: alice\r\n\r\n";
+    static const char without[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    int first = -1, same = 1;
+    uint32_t used[MAX_EPS] = {0};
+    for (uint32_t k = 0; k < 200; k++) {
+        char addr[32];
+        snprintf(addr, sizeof(addr), "10.1.%u.%u", k / 256, k % 256);
+        struct keel_lb_req r = {keel_balancer_hash(addr, strlen(addr)), NULL, 0, 0};
+        struct keel_lb_req r2 = r;
+        keel_balancer_key_hash(&cfg, with, strlen(with), &r.hash);
+        keel_balancer_key_hash(&cfg, without, strlen(without), &r2.hash);
+        int i = keel_lb_hash.pick(&t.cl, st, &r);
+        if (first < 0)
+            first = i;
+        same &= i == first;
+        int j = keel_lb_hash.pick(&t.cl, st, &r2);
+        if (j >= 0 && j < MAX_EPS)
+            used[j]++;
+    }
+    CHECK(same && first >= 0, "one user from many addresses spread");
+    for (uint32_t i = 0; i < 5; i++)
+        CHECK(used[i] > 10, "no-key fallback: ep %u got %u of 200 addresses", i, used[i]);
+    keel_lb_hash.state_free(st);
+}
+
 int main(void)
 {
     test_hash_and_exclude();
@@ -672,6 +1144,12 @@ int main(void)
     test_no_state();
     test_panic();
     test_ip_hash();
+    test_lrt_scores();
+    test_lrt_proportion();
+    test_lrt_forgiveness();
+    test_hash_consistency();
+    test_hash_bounded_load();
+    test_hash_key();
     printf("test_balancer: %d passed, %d failed\n", n_pass, n_fail);
     return n_fail != 0;
 }

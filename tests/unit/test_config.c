@@ -356,7 +356,8 @@ static const struct bad_case bad_cases[] = {
      "3:14", "listeners[0].address: |not a numeric IPv6 address", 1},
     {L4 "clusters:\n  - name: api\n    lb: fastest\n    endpoints: [127.0.0.1:9001]\n", "7:9",
      "t.yaml:7:9: clusters[0].lb: unknown policy \"fastest\" (expected one of "
-     "weighted_least_conn, least_conn, round_robin, weighted_round_robin, ip_hash, random)",
+     "weighted_least_conn, least_conn, round_robin, weighted_round_robin, ip_hash, random, "
+     "least_response_time, hash)",
      1},
     {L4 "clusters:\n  - name: api\n    endpoints: []\n", "7:16",
      "clusters[0].endpoints: |at least one endpoint", 1},
@@ -1211,6 +1212,84 @@ static void test_outlier(void)
     }
 }
 
+/* hash_on: only with lb: hash, exactly one of header / cookie / ip. */
+static const struct bad_case hash_on_bad_cases[] = {
+    {L4 C3 "    lb: hash\n    hash_on: {header: X-User, cookie: sid}\n", "9:14",
+     "clusters[0].hash_on: |expected exactly one of header, cookie or ip, found several", 1},
+    {L4 C3 "    lb: hash\n    hash_on: {}\n", "9:14",
+     "clusters[0].hash_on: |expected exactly one of header, cookie or ip, found none", 1},
+    {L4 C3 "    hash_on: {header: X-User}\n", "8:14",
+     "clusters[0].hash_on: |\"hash_on\" is only for clusters with \"lb: hash\" (this cluster "
+     "uses weighted_least_conn)",
+     1},
+    {L4 C3 "    lb: ip_hash\n    hash_on: {ip: true}\n", "9:14",
+     "clusters[0].hash_on: |only for clusters with \"lb: hash\"|uses ip_hash", 1},
+    {L4 C3 "    lb: hash\n    hash_on: {header: \"X User\"}\n", "9:23",
+     "clusters[0].hash_on.header: |invalid header name \"X User\" (expected an HTTP token)", 1},
+    {L4 C3 "    lb: hash\n    hash_on: {cookie: \"\"}\n", "9:23",
+     "clusters[0].hash_on.cookie: |expected a cookie name, found an empty string", 1},
+    {L4 C3 "    lb: hash\n    hash_on: {cookie: [a]}\n", "9:23",
+     "clusters[0].hash_on.cookie: |expected a cookie name, found a sequence", 1},
+    {L4 C3 "    lb: hash\n    hash_on: {ip: false}\n", "9:19",
+     "clusters[0].hash_on.ip: |\"ip: false\" leaves nothing to hash", 1},
+    {L4 C3 "    lb: hash\n    hash_on: {ip: maybe}\n", "9:19",
+     "clusters[0].hash_on.ip: |expected a boolean", 1},
+    {L4 C3 "    lb: hash\n    hash_on: {query: q}\n", "9:15",
+     "clusters[0].hash_on.query: |unknown key \"query\" (expected one of header, cookie, ip)", 1},
+    {L4 C3 "    lb: hash\n    hash_on: X-User\n", "9:14",
+     "clusters[0].hash_on: |expected a mapping, found", 1},
+    /* An unknown policy is the one error; hash_on is not blamed for it. */
+    {L4 C3 "    lb: hashing\n    hash_on: {header: X-User}\n", "8:9",
+     "clusters[0].lb: |unknown policy \"hashing\"", 1},
+};
+
+static void test_hash_on(void)
+{
+    static const struct {
+        const char *yaml;
+        enum keel_lb_policy lb;
+        enum keel_hash_source source;
+        const char *name;
+    } good[] = {
+        {"    lb: hash\n    hash_on: {header: X-User}\n", KEEL_LB_HASH, KEEL_HASH_ON_HEADER,
+         "X-User"},
+        {"    lb: hash\n    hash_on: {cookie: session}\n", KEEL_LB_HASH, KEEL_HASH_ON_COOKIE,
+         "session"},
+        {"    lb: hash\n    hash_on: {ip: true}\n", KEEL_LB_HASH, KEEL_HASH_ON_IP, NULL},
+        {"    lb: hash\n", KEEL_LB_HASH, KEEL_HASH_ON_IP, NULL}, /* default: client IP */
+        /* Key order does not matter: lb is read first. */
+        {"    hash_on:\n      cookie: sid\n    lb: hash\n", KEEL_LB_HASH, KEEL_HASH_ON_COOKIE,
+         "sid"},
+        {"    lb: least_response_time\n", KEEL_LB_LEAST_RESPONSE_TIME, KEEL_HASH_ON_IP, NULL},
+    };
+    run_bad_cases("hash_on", hash_on_bad_cases,
+                  sizeof(hash_on_bad_cases) / sizeof(hash_on_bad_cases[0]));
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char yaml[512];
+        struct keel_cfg *cfg = NULL;
+        struct keel_cfg_errors e;
+        snprintf(yaml, sizeof(yaml), "%s%s", L4 C3, good[i].yaml);
+        int rc = load(yaml, &cfg, &e);
+        if (!CHECKF(rc == 0 && cfg, "hash_on good case %zu: rc %d", i, rc)) {
+            dump_errors(&e);
+            keel_config_errors_free(&e);
+            continue;
+        }
+        const struct keel_cfg_cluster *cc = &cfg->clusters[0];
+        CHECKF(cc->lb == good[i].lb, "hash_on good case %zu: lb %d", i, (int)cc->lb);
+        CHECKF(cc->hash_on.source == good[i].source, "hash_on good case %zu: source %d", i,
+               (int)cc->hash_on.source);
+        CHECKF(good[i].name ? streq(cc->hash_on.name, good[i].name) : cc->hash_on.name == NULL,
+               "hash_on good case %zu: name %s", i, cc->hash_on.name ? cc->hash_on.name : "NULL");
+        keel_config_free(cfg);
+    }
+    /* Clusters made at run time get the default too. */
+    struct keel_cfg_cluster cl;
+    memset(&cl, 0xff, sizeof(cl));
+    keel_config_cluster_defaults(&cl);
+    CHECK(cl.hash_on.source == KEEL_HASH_ON_IP);
+}
+
 static void test_all_errors_reported(void)
 {
     struct keel_cfg *cfg;
@@ -1382,6 +1461,8 @@ static void test_lb_names(void)
     CHECK(streq(keel_config_lb_name(KEEL_LB_WEIGHTED_ROUND_ROBIN), "weighted_round_robin"));
     CHECK(streq(keel_config_lb_name(KEEL_LB_IP_HASH), "ip_hash"));
     CHECK(streq(keel_config_lb_name(KEEL_LB_RANDOM), "random"));
+    CHECK(streq(keel_config_lb_name(KEEL_LB_LEAST_RESPONSE_TIME), "least_response_time"));
+    CHECK(streq(keel_config_lb_name(KEEL_LB_HASH), "hash"));
     CHECK(streq(keel_config_lb_name(KEEL_LB__COUNT), "unknown"));
     /* Every name round-trips through the loader. */
     for (int p = 0; p < KEEL_LB__COUNT; p++) {
@@ -1540,5 +1621,6 @@ int main(void)
     test_health_full();
     test_health_defaults();
     test_outlier();
+    test_hash_on();
     return TEST_SUMMARY("test_config");
 }
