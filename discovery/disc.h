@@ -67,6 +67,8 @@ struct keel_disc_cluster_in {
     const struct keel_cfg_cluster *cfg; /* name, policy, timeouts; outlives every snapshot */
     const struct keel_disc_set *set;    /* what discovery reports now */
     struct keel_cluster_stats *stats;   /* process-lifetime counters, may be NULL */
+    int ramp_new;    /* endpoints new to this cluster slow-start (not its first answer) */
+    uint64_t now_ms; /* control thread's keel_clock_now_ms at build time */
 };
 
 /**

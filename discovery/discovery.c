@@ -105,12 +105,17 @@ static void publish(struct keel_discovery *d, int force)
         }
         keel_health_annotate(d, c);
         apply_overrides(d, c);
+        in[n_in].ramp_new = c->ramp_ok;
+        in[n_in].now_ms = keel_clock_now_ms;
         in[n_in].cfg = c->cfg;
         in[n_in].set = &c->set;
         in[n_in].stats = c->stats;
         n_in++;
     }
     size_t zombies = 0;
+    keel_clock_update();
+    for (size_t i = 0; i < n_in; i++)
+        in[i].now_ms = keel_clock_now_ms;
     struct keel_snap *s =
         keel_snap_build(d->cfg, in, n_in, routes, n_routes, d->snap, d->gen + 1, &zombies);
     free(in);
@@ -122,6 +127,17 @@ static void publish(struct keel_discovery *d, int force)
     }
     d->zombies = zombies;
     d->dirty = 0;
+    for (size_t i = 0; i < d->n_cl; i++)
+        if (d->cl[i].have_answer)
+            d->cl[i].ramp_ok = 1;
+    d->ramping = 0;
+    for (uint32_t c = 0; c < s->n_clusters && !d->ramping; c++) {
+        const struct keel_cluster *cl = &s->clusters[c];
+        for (uint32_t i = 0; i < cl->n_eps && !d->ramping; i++) {
+            uint64_t added = cl->eps[i].load->added_ms;
+            d->ramping = added && keel_clock_now_ms < added + cl->cfg->slow_start_ms;
+        }
+    }
     if (!force && d->snap && keel_snap_same(s, d->snap)) {
         keel_snap_unref(s);
         return;
@@ -155,7 +171,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct keel_discovery *d = t->data;
     /* Zombies leave once their last request ended: only a rebuild notices. */
-    if (d->zombies && !ev_is_active(&d->debounce))
+    if ((d->zombies || d->ramping) && !ev_is_active(&d->debounce))
         publish(d, 0);
     if (d->state_dirty && d->cfg->state_file) {
         if (keel_discovery_save_state(d, d->cfg->state_file) == 0)

@@ -32,6 +32,7 @@ struct keel_dcluster {
     size_t conflicts;                 /* instances whose keel.* tags disagree with the newest */
     char conflict_id[KEEL_DISC_ID_MAX];
     char tag_errors[256]; /* invalid keel.* tags, "" when none */
+    int ramp_ok;          /* its first answer is published: later newcomers slow-start */
 };
 
 /* At most this many clusters can come from the Consul catalog. */
@@ -50,6 +51,7 @@ struct keel_discovery {
     struct keel_snap *snap; /* newest published (one reference held here) */
     uint64_t gen;
     size_t zombies; /* endpoints kept only for their in-flight requests */
+    int ramping;    /* some endpoint is in slow start: rebuild every tick */
     ev_timer debounce;
     ev_timer tick; /* 1 s: zombie clean-up, state file */
     int dirty, state_dirty;

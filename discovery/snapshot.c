@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Routing snapshots (clusters, endpoints, routes) and the shared per-endpoint load records. */
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +215,27 @@ static int in_set(const struct keel_disc_set *set, const char *id)
     return 0;
 }
 
+/* Slow start: weight x max(min, (elapsed / window) ^ (1 / aggression)) while ramping. The
+ * control thread rebuilds every second while any endpoint ramps, so the weight climbs in
+ * steps; a lower weight also lowers the endpoint's share of in-flight requests under
+ * weighted least-connections. */
+static void slow_start(struct keel_endpoint *ep, const struct keel_cfg_cluster *cc, uint64_t now_ms)
+{
+    uint64_t added = ep->load->added_ms;
+    if (!added || !cc->slow_start_ms || now_ms >= added + cc->slow_start_ms || ep->weight == 0)
+        return;
+    double f = pow((double)(now_ms - added) / cc->slow_start_ms, 1.0 / cc->slow_start_aggression);
+    double floor = cc->slow_start_min_percent / 100.0;
+    if (f < floor)
+        f = floor;
+    uint32_t full = ep->weight;
+    uint32_t w = (uint32_t)(full * f + 0.5);
+    ep->weight = w ? w : 1;
+    if (ep->health == 0)
+        snprintf(ep->reason, sizeof(ep->reason), "slow start: weight %u of %u, %.0fs left",
+                 ep->weight, full, (added + cc->slow_start_ms - now_ms) / 1000.0);
+}
+
 static int build_dyn_cluster(struct keel_cluster *cl, const struct keel_disc_cluster_in *in,
                              uint32_t index, const struct keel_snap *prev, size_t *zombies)
 {
@@ -250,7 +272,10 @@ static int build_dyn_cluster(struct keel_cluster *cl, const struct keel_disc_clu
             ep->load = keel_ep_load_new();
             if (!ep->load)
                 return KEEL_ENOMEM;
+            if (in->ramp_new && cc->slow_start_ms)
+                ep->load->added_ms = in->now_ms ? in->now_ms : 1;
         }
+        slow_start(ep, cc, in->now_ms);
         cl->n_eps++;
     }
     /* Gone from discovery but still serving requests: keep it visible, draining, until the

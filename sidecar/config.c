@@ -1329,6 +1329,7 @@ enum {
     C_PANIC,
     C_CIRCUIT,
     C_HASH_ON,
+    C_SLOW_START,
     C__N
 };
 
@@ -1344,6 +1345,54 @@ void keel_config_cluster_defaults(struct keel_cfg_cluster *cl)
     keel_config_outlier_defaults(&cl->outlier);
     cl->panic_threshold = 50;
     cl->hash_on.source = KEEL_HASH_ON_IP;
+    cl->slow_start_aggression = 1.0;
+    cl->slow_start_min_percent = 10;
+}
+
+/* "slow_start: {window: 30s, aggression: 1.5, min_weight_percent: 10}" */
+static void parse_slow_start(struct ctx *c, struct keel_cfg_cluster *cl, yaml_node_t *n,
+                             const char *path)
+{
+    static const char *const keys[] = {"window", "aggression", "min_weight_percent"};
+    yaml_node_t *v[3];
+    char kpath[PATHLEN];
+    struct qbuf q;
+    if (fields(c, n, path, keys, 3, v))
+        return;
+    if (v[0]) {
+        path_key(kpath, path, "window");
+        get_duration(c, v[0], kpath, 0, &cl->slow_start_ms);
+    } else {
+        missing(c, n, path, "window", " (how long a new endpoint ramps, e.g. 30s)");
+    }
+    if (v[1]) {
+        size_t len;
+        path_key(kpath, path, "aggression");
+        const char *s = scalar(c, v[1], kpath, "a number", &len);
+        if (s) {
+            char buf[32];
+            char *end = NULL;
+            double a = -1;
+            /* Digits with an optional fraction: no signs, exponents, inf or nan. */
+            if (len > 0 && len < sizeof(buf) && strspn(s, "0123456789.") == len && s[0] != '.' &&
+                s[len - 1] != '.') {
+                memcpy(buf, s, len);
+                buf[len] = 0;
+                a = strtod(buf, &end);
+                if (!end || *end)
+                    a = -1;
+            }
+            if (a < 0.1 || a > 10)
+                err(c, v[1], kpath, "expected a number 0.1..10 (1 = linear), found %s",
+                    describe(&q, v[1]));
+            else
+                cl->slow_start_aggression = a;
+        }
+    }
+    if (v[2]) {
+        path_key(kpath, path, "min_weight_percent");
+        get_u32(c, v[2], kpath, 1, 100, &cl->slow_start_min_percent);
+    }
 }
 
 void keel_config_outlier_defaults(struct keel_cfg_outlier *o)
@@ -1808,7 +1857,8 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
                                            "outlier",
                                            "panic_threshold",
                                            "circuit_breaker",
-                                           "hash_on"};
+                                           "hash_on",
+                                           "slow_start"};
     static const char *const tkeys[] = {"connect", "response", "idle"};
     struct keel_cfg_cluster *cl = &cfg->clusters[idx];
     yaml_node_t *v[C__N], *t[3];
@@ -1883,6 +1933,10 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
     if (v[C_PANIC]) {
         path_key(kpath, path, "panic_threshold");
         get_u32(c, v[C_PANIC], kpath, 0, 100, &cl->panic_threshold);
+    }
+    if (v[C_SLOW_START]) {
+        path_key(kpath, path, "slow_start");
+        parse_slow_start(c, cl, v[C_SLOW_START], kpath);
     }
     if (v[C_CIRCUIT]) {
         static const char *const ckeys[] = {"max_connections", "max_pending_requests",

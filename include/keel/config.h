@@ -161,6 +161,12 @@ struct keel_cfg_cluster {
     uint32_t max_connections;
     uint32_t max_pending;
     uint32_t max_requests;
+    /* slow start ("slow_start:"): an endpoint that appears after the cluster's first answer
+     * ramps from min_percent of its weight to all of it over window_ms, as
+     * (elapsed / window) ^ (1 / aggression). window_ms 0 = off (default). */
+    uint32_t slow_start_ms;
+    double slow_start_aggression;        /* default 1.0 (linear), 0.1..10 */
+    uint32_t slow_start_min_percent;     /* default 10 */
     struct keel_cfg_health health_check; /* active checks; enabled 0: none */
     struct keel_cfg_hash_on hash_on;     /* lb: hash only */
 };

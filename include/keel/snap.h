@@ -47,6 +47,8 @@ struct keel_ep_load {
     _Atomic uint32_t last_latency_us;
     _Atomic uint32_t ewma_latency_us;
     _Atomic uint64_t ewma_stamp_ms; /* keel_clock_now_ms of the last update */
+    uint64_t added_ms; /* slow start: when the endpoint appeared (control clock); 0 = no ramp.
+                          Written once by the control thread before any snapshot shows it. */
 };
 
 #define KEEL_EP_ID_MAX 256

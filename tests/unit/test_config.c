@@ -1166,6 +1166,14 @@ static const struct bad_case outlier_bad_cases[] = {
     {L4 C3 "    panic_threshold: 150\n", "8:22", "clusters[0].panic_threshold: |out of range", 1},
     {L4 C3 "    circuit_breaker: {max_requests: -5}\n", "8:37",
      "clusters[0].circuit_breaker.max_requests: |expected an integer", 1},
+    {L4 C3 "    slow_start: {window: 10s, aggression: 1e3}\n", "8:43",
+     "clusters[0].slow_start.aggression: |expected a number 0.1..10", 1},
+    {L4 C3 "    slow_start: {window: 10s, aggression: 20}\n", "8:43",
+     "clusters[0].slow_start.aggression: |expected a number 0.1..10", 1},
+    {L4 C3 "    slow_start: {aggression: 2}\n", "8:17",
+     "clusters[0].slow_start.window: |missing required key \"window\"", 1},
+    {L4 C3 "    slow_start: {window: 10s, min_weight_percent: 0}\n", "8:51",
+     "clusters[0].slow_start.min_weight_percent: |out of range", 1},
     {L4 C3 "    circuit_breaker: {max_pending: 5}\n", "8:23",
      "clusters[0].circuit_breaker.max_pending: |unknown key \"max_pending\"", 1},
 };
@@ -1197,6 +1205,14 @@ static void test_outlier(void)
     if (CHECKF(rc == 0 && cfg, "rc %d", rc)) {
         const struct keel_cfg_cluster *cc = &cfg->clusters[0];
         CHECK(cc->max_connections == 10 && cc->max_pending == 20 && cc->max_requests == 30);
+        keel_config_free(cfg);
+    }
+    rc = load(L4 C3 "    slow_start: {window: 45s, aggression: 1.5, min_weight_percent: 5}\n", &cfg,
+              &e);
+    if (CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        const struct keel_cfg_cluster *cc = &cfg->clusters[0];
+        CHECK(cc->slow_start_ms == 45000 && cc->slow_start_aggression == 1.5 &&
+              cc->slow_start_min_percent == 5);
         keel_config_free(cfg);
     }
     rc = load(L4 C3, &cfg, &e);
