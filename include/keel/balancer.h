@@ -82,6 +82,20 @@ static inline uint32_t keel_balancer_active(const struct keel_endpoint *ep)
     return ep->load ? atomic_load_explicit(&ep->load->active, memory_order_relaxed) : 0;
 }
 
+/** splitmix64 finaliser: every output bit depends on every input bit. [any] */
+uint64_t keel_balancer_mix(uint64_t h);
+
+/** Hash of an endpoint's identity (its name) for rendezvous hashing. [any] */
+uint64_t keel_balancer_ep_hash(const struct keel_endpoint *ep);
+
+/** Weighted rendezvous score -weight / ln(u), u from h uniform in (0,1): the endpoint with the
+ *  highest score wins with probability weight / total weight, independently per key. [any] */
+double keel_balancer_rendezvous(uint64_t h, uint32_t weight);
+
+/** A non-zero generator seed distinct per state object, cluster and moment, so workers (and
+ *  snapshots) do not draw the same sequences. [any] */
+uint64_t keel_balancer_seed(uintptr_t state_addr, uint32_t salt);
+
 /** xorshift64* step on a policy's per-state generator; a 0 state is seeded from its address.
  *  [worker] */
 uint64_t keel_balancer_rand(uint64_t *state);

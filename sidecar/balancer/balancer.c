@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Balancer registry and helpers shared by every policy (exclusion test, key hashing). */
+#include <math.h>
 #include <stddef.h>
+#include <string.h>
+#include <time.h>
 #include <stdint.h>
 #include "keel/balancer.h"
 
@@ -38,12 +41,28 @@ uint64_t keel_balancer_hash(const void *data, size_t len)
     }
     /* FNV-1a mixes the high bits poorly for short keys such as IPv4 addresses; the splitmix64
      * finaliser gives every output bit an even chance of flipping for each input bit. */
+    return keel_balancer_mix(h);
+}
+
+uint64_t keel_balancer_mix(uint64_t h)
+{
     h ^= h >> 30;
     h *= 0xbf58476d1ce4e5b9ull;
     h ^= h >> 27;
     h *= 0x94d049bb133111ebull;
     h ^= h >> 31;
     return h;
+}
+
+uint64_t keel_balancer_ep_hash(const struct keel_endpoint *ep)
+{
+    return keel_balancer_hash(ep->name, strnlen(ep->name, sizeof(ep->name)));
+}
+
+double keel_balancer_rendezvous(uint64_t h, uint32_t weight)
+{
+    double u = ((double)(h >> 11) + 0.5) * 0x1.0p-53;
+    return -(double)weight / log(u);
 }
 
 uint64_t keel_balancer_rand(uint64_t *state)
@@ -61,4 +80,13 @@ uint64_t keel_balancer_rand(uint64_t *state)
 uint32_t keel_balancer_rand_below(uint64_t *state, uint32_t n)
 {
     return (uint32_t)(((keel_balancer_rand(state) >> 32) * (uint64_t)n) >> 32);
+}
+
+uint64_t keel_balancer_seed(uintptr_t state_addr, uint32_t salt)
+{
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    uint64_t x = ((uint64_t)state_addr * 0x9e3779b97f4a7c15ull) ^
+                 ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec) ^ salt;
+    return x ? x : 1;
 }

@@ -20,29 +20,6 @@ struct hash_state {
     uint64_t id[]; /* hash of each endpoint's name, its identity across snapshots */
 };
 
-static uint64_t mix(uint64_t h)
-{
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return h;
-}
-
-static uint64_t ep_id(const struct keel_endpoint *ep)
-{
-    return keel_balancer_hash(ep->name, strnlen(ep->name, sizeof(ep->name)));
-}
-
-/* -weight / ln(u), u uniform in (0,1): the endpoint with the largest score wins with
- * probability weight / total weight (the exponential race), independently per key. */
-static double rank_score(uint64_t h, uint32_t weight)
-{
-    double u = ((double)(h >> 11) + 0.5) * 0x1.0p-53;
-    return -(double)weight / log(u);
-}
-
 /*
  * The endpoints in the key's rendezvous order, skipping those at or above their load bound
  * ceil(1.25 x (in flight + 1) x weight / total weight): the first one left is the
@@ -77,8 +54,8 @@ static int hash_pick(const struct keel_cluster *cl, void *st, const struct keel_
         const struct keel_endpoint *ep = &cl->eps[i];
         if (!keel_balancer_usable(cl, req, i))
             continue;
-        uint64_t h = mix(key ^ (s ? s->id[i] : ep_id(ep)));
-        double sc = uniform ? 0 : rank_score(h, ep->weight);
+        uint64_t h = keel_balancer_mix(key ^ (s ? s->id[i] : keel_balancer_ep_hash(ep)));
+        double sc = uniform ? 0 : keel_balancer_rendezvous(h, ep->weight);
         if (first < 0 || (uniform ? h > first_h : sc > first_sc)) {
             first = (int)i;
             first_h = h;
@@ -105,7 +82,7 @@ static void *hash_state_new(const struct keel_cluster *cl)
     s->n = cl->n_eps;
     s->uniform = 1;
     for (uint32_t i = 0; i < cl->n_eps; i++) {
-        s->id[i] = ep_id(&cl->eps[i]);
+        s->id[i] = keel_balancer_ep_hash(&cl->eps[i]);
         if (cl->eps[i].weight != cl->eps[0].weight)
             s->uniform = 0;
     }

@@ -14,29 +14,6 @@ struct iph_state {
     uint64_t id[]; /* hash of each endpoint's name, its identity across snapshots */
 };
 
-static uint64_t mix(uint64_t h)
-{
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return h;
-}
-
-static uint64_t ep_id(const struct keel_endpoint *ep)
-{
-    return keel_balancer_hash(ep->name, strnlen(ep->name, sizeof(ep->name)));
-}
-
-/* -weight / ln(u), u uniform in (0,1): the endpoint with the largest score wins with
- * probability weight / total weight (the exponential race), independently per key. */
-static double score(uint64_t h, uint32_t weight)
-{
-    double u = ((double)(h >> 11) + 0.5) * 0x1.0p-53;
-    return -(double)weight / log(u);
-}
-
 static int iph_pick(const struct keel_cluster *cl, void *st, const struct keel_lb_req *req)
 {
     const struct iph_state *s = st;
@@ -50,7 +27,7 @@ static int iph_pick(const struct keel_cluster *cl, void *st, const struct keel_l
         const struct keel_endpoint *ep = &cl->eps[i];
         if (!keel_balancer_usable(cl, req, i))
             continue;
-        uint64_t h = mix(req->hash ^ (s ? s->id[i] : ep_id(ep)));
+        uint64_t h = keel_balancer_mix(req->hash ^ (s ? s->id[i] : keel_balancer_ep_hash(ep)));
         if (s != NULL && s->uniform) {
             /* With equal weights the score is monotonic in h: skip the logarithm. */
             if (best < 0 || h > best_h) {
@@ -59,7 +36,7 @@ static int iph_pick(const struct keel_cluster *cl, void *st, const struct keel_l
             }
             continue;
         }
-        double sc = score(h, ep->weight);
+        double sc = keel_balancer_rendezvous(h, ep->weight);
         if (best < 0 || sc > best_score) {
             best = (int)i;
             best_score = sc;
@@ -77,7 +54,7 @@ static void *iph_state_new(const struct keel_cluster *cl)
     s->n = cl->n_eps;
     s->uniform = 1;
     for (uint32_t i = 0; i < cl->n_eps; i++) {
-        s->id[i] = ep_id(&cl->eps[i]);
+        s->id[i] = keel_balancer_ep_hash(&cl->eps[i]);
         if (cl->eps[i].weight != cl->eps[0].weight)
             s->uniform = 0;
     }

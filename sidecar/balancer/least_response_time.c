@@ -95,16 +95,10 @@ static int lrt_pick(const struct keel_cluster *cl, void *st, const struct keel_l
 static void *lrt_state_new(const struct keel_cluster *cl)
 {
     struct lrt_state *s = malloc(sizeof(*s));
-    struct timespec ts;
 
     if (s == NULL)
         return NULL;
-    timespec_get(&ts, TIME_UTC);
-    /* Distinct per worker and per snapshot so workers do not draw the same pairs. */
-    s->rng = ((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull) ^
-             ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec) ^ cl->index;
-    if (s->rng == 0)
-        s->rng = 1;
+    s->rng = keel_balancer_seed((uintptr_t)s, cl->index);
     return s;
 }
 

@@ -154,11 +154,9 @@ static void *wlc_state_new(const struct keel_cluster *cl)
 {
     uint32_t n = cl->n_eps > WLC_SCAN_MAX ? cl->n_eps : 0;
     struct wlc_state *s = malloc(sizeof(*s) + (size_t)n * sizeof(s->cum[0]));
-    struct timespec ts;
 
     if (s == NULL)
         return NULL;
-    timespec_get(&ts, TIME_UTC);
     s->next = 0;
     s->n = n;
     memset(s->cw, 0, sizeof(s->cw));
@@ -169,11 +167,7 @@ static void *wlc_state_new(const struct keel_cluster *cl)
             s->total += cl->eps[i].weight;
         s->cum[i] = s->total;
     }
-    /* Distinct per worker and per snapshot so workers do not draw the same pairs. */
-    s->rng = ((uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ull) ^
-             ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec) ^ cl->index;
-    if (s->rng == 0)
-        s->rng = 1;
+    s->rng = keel_balancer_seed((uintptr_t)s, cl->index);
     return s;
 }
 
