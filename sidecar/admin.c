@@ -187,6 +187,18 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
             keel_buf_printf(b, "\",limit=\"%s\"} %llu\n", limits[k],
                             (unsigned long long)ld(&s->clusters[c].stats->cb_rejected[k]));
         }
+    help(b, "keel_cluster_retries_total", "counter",
+         "Requests sent again to another endpoint after a failure that proved nothing.");
+    for (uint32_t c = 0; c < s->n_clusters; c++)
+        if (s->clusters[c].stats)
+            sample(b, "keel_cluster_retries_total", "cluster", s->clusters[c].name, "%llu",
+                   (unsigned long long)ld(&s->clusters[c].stats->retries));
+    help(b, "keel_cluster_retries_denied_total", "counter",
+         "Retries the cluster's retry budget refused.");
+    for (uint32_t c = 0; c < s->n_clusters; c++)
+        if (s->clusters[c].stats)
+            sample(b, "keel_cluster_retries_denied_total", "cluster", s->clusters[c].name, "%llu",
+                   (unsigned long long)ld(&s->clusters[c].stats->retries_denied));
     help(b, "keel_cluster_upstream_connections", "gauge",
          "Upstream connections open for the cluster, all workers.");
     for (uint32_t c = 0; c < s->n_clusters; c++) {

@@ -1330,6 +1330,7 @@ enum {
     C_CIRCUIT,
     C_HASH_ON,
     C_SLOW_START,
+    C_RETRIES,
     C__N
 };
 
@@ -1347,6 +1348,47 @@ void keel_config_cluster_defaults(struct keel_cfg_cluster *cl)
     cl->hash_on.source = KEEL_HASH_ON_IP;
     cl->slow_start_aggression = 1.0;
     cl->slow_start_min_percent = 10;
+    cl->retry_max = 2;
+    cl->retry_budget_percent = 20;
+}
+
+/* "retries: {max: 2, on_status: [502, 503, 504], budget_percent: 20}" */
+static void parse_retries(struct ctx *c, struct keel_cfg_cluster *cl, yaml_node_t *n,
+                          const char *path)
+{
+    static const char *const keys[] = {"max", "on_status", "budget_percent"};
+    yaml_node_t *v[3];
+    char kpath[PATHLEN], ipath[PATHLEN];
+    if (fields(c, n, path, keys, 3, v))
+        return;
+    if (v[0]) {
+        path_key(kpath, path, "max");
+        get_u32(c, v[0], kpath, 0, 10, &cl->retry_max);
+    }
+    if (v[1]) {
+        path_key(kpath, path, "on_status");
+        if (enter(c, v[1], kpath, YAML_SEQUENCE_NODE, "a list of status codes"))
+            return;
+        size_t count = (size_t)(v[1]->data.sequence.items.top - v[1]->data.sequence.items.start);
+        if (count > 8) {
+            err(c, v[1], kpath, "at most 8 statuses, found %zu", count);
+            count = 8;
+        }
+        for (size_t i = 0; i < count; i++) {
+            yaml_node_t *item = node_at(c, v[1]->data.sequence.items.start[i]);
+            uint32_t st = 0;
+            path_idx(ipath, kpath, i);
+            if (!item)
+                continue;
+            get_u32(c, item, ipath, 500, 599, &st);
+            if (st)
+                cl->retry_on[cl->n_retry_on++] = (uint16_t)st;
+        }
+    }
+    if (v[2]) {
+        path_key(kpath, path, "budget_percent");
+        get_u32(c, v[2], kpath, 1, 100, &cl->retry_budget_percent);
+    }
 }
 
 /* "slow_start: {window: 30s, aggression: 1.5, min_weight_percent: 10}" */
@@ -1858,7 +1900,8 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
                                            "panic_threshold",
                                            "circuit_breaker",
                                            "hash_on",
-                                           "slow_start"};
+                                           "slow_start",
+                                           "retries"};
     static const char *const tkeys[] = {"connect", "response", "idle"};
     struct keel_cfg_cluster *cl = &cfg->clusters[idx];
     yaml_node_t *v[C__N], *t[3];
@@ -1933,6 +1976,10 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
     if (v[C_PANIC]) {
         path_key(kpath, path, "panic_threshold");
         get_u32(c, v[C_PANIC], kpath, 0, 100, &cl->panic_threshold);
+    }
+    if (v[C_RETRIES]) {
+        path_key(kpath, path, "retries");
+        parse_retries(c, cl, v[C_RETRIES], kpath);
     }
     if (v[C_SLOW_START]) {
         path_key(kpath, path, "slow_start");

@@ -91,6 +91,9 @@ struct keel_txn {
     unsigned active : 1;     /* this txn holds an in-flight count */
     unsigned cb_request : 1; /* counted in the cluster's active_requests */
     unsigned cb_pending : 1; /* counted in the cluster's pending (connecting) */
+    unsigned idempotent : 1; /* safe to send again (method, or Idempotency-Key) */
+    unsigned retrying : 1;   /* counted in the cluster's retries_active */
+    uint8_t retries;         /* attempts after a failure that proved nothing */
 };
 
 struct keel_conn {

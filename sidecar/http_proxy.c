@@ -285,6 +285,9 @@ void keel_txn_finish(struct keel_conn *c)
     if (t->cb_request && cst)
         atomic_fetch_sub_explicit(&cst->active_requests, 1, memory_order_relaxed);
     t->cb_request = 0;
+    if (t->retrying && cst)
+        atomic_fetch_sub_explicit(&cst->retries_active, 1, memory_order_relaxed);
+    t->retrying = 0;
     keel_wsnap_unpin(w, t->ws);
     t->ws = NULL;
     t->start = 0;
@@ -609,6 +612,16 @@ static int build_client_head(struct keel_conn *c, const struct keel_http1_respon
 
 /* ---- request side ------------------------------------------------------------------------ */
 
+/* RFC 9110 9.2.2: methods whose repetition has the same effect as one request. */
+static int method_idempotent(const char *m, size_t len)
+{
+    static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (len == strlen(ok[i]) && memcmp(m, ok[i], len) == 0)
+            return 1;
+    return 0;
+}
+
 static void start_request(struct keel_conn *c, struct keel_http1_request *req, size_t head_len)
 {
     struct keel_worker *w = c->w;
@@ -623,6 +636,10 @@ static void start_request(struct keel_conn *c, struct keel_http1_request *req, s
     memcpy(t->path, req->target, pl);
     t->path[pl] = 0;
     t->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+    t->idempotent = method_idempotent(req->method, req->method_len);
+    for (size_t i = 0; i < req->num_headers && !t->idempotent; i++)
+        t->idempotent = req->headers[i].name_len == 15 &&
+                        keel_http1_name_eq(&req->headers[i], "idempotency-key");
     c->minor = req->minor_version;
     if (req->minor_version >= 1)
         c->keepalive = !(req->flags & KEEL_H1_F_CONN_CLOSE);
@@ -969,6 +986,44 @@ static void connect_failed(struct keel_conn *c, int err)
 }
 
 /* The upstream closed or failed after the request went out. */
+/* A request that may have reached the application failed before any response byte reached
+ * the client: send it to another endpoint when that is safe (idempotent, no body to replay),
+ * allowed (retries left) and affordable (the cluster's retry budget). @return 1 if re-sent. */
+static int try_again(struct keel_conn *c, const char *why)
+{
+    struct keel_txn *t = &c->t;
+    struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
+    const struct keel_cfg_cluster *cc = cl->cfg;
+    if (!t->idempotent || t->req_mode != KEEL_H1_BODY_NONE || t->resp_bytes_to_client ||
+        t->retries >= cc->retry_max || t->n_tried >= cl->n_eps || !cl->stats)
+        return 0;
+    if (!t->retrying) {
+        /* Budget: retries in flight stay under a share of the requests in flight (at least
+         * 3), so a failing cluster is not hit with a multiple of its load. */
+        int64_t active = atomic_load_explicit(&cl->stats->active_requests, memory_order_relaxed);
+        int64_t allowed = active * cc->retry_budget_percent / 100;
+        if (allowed < 3)
+            allowed = 3;
+        if (atomic_load_explicit(&cl->stats->retries_active, memory_order_relaxed) >= allowed) {
+            atomic_fetch_add_explicit(&cl->stats->retries_denied, 1, memory_order_relaxed);
+            return 0;
+        }
+        atomic_fetch_add_explicit(&cl->stats->retries_active, 1, memory_order_relaxed);
+        t->retrying = 1;
+    }
+    t->retries++;
+    atomic_fetch_add_explicit(&cl->stats->retries, 1, memory_order_relaxed);
+    KEEL_INFO_RL("conn=%llu req_id=%s: %s; retry %u on another endpoint", (unsigned long long)c->id,
+                 t->req_id, why, t->retries);
+    detach_up(c, 0);
+    t->status = 0;
+    t->resp_state = KEEL_RS_NONE;
+    t->resp_fwd = 0;
+    t->req_done = 0;
+    dispatch(c);
+    return 1;
+}
+
 static void up_failed(struct keel_conn *c, int err, const char *what)
 {
     struct keel_txn *t = &c->t;
@@ -996,6 +1051,8 @@ static void up_failed(struct keel_conn *c, int err, const char *what)
         KEEL_WARN_RL("conn=%llu: upstream %s: %s (%s)", (unsigned long long)c->id,
                      u ? u->name : "-", what, keel_strerror(err));
         report(c, KEEL_OUTCOME_GATEWAY);
+        if (try_again(c, what))
+            return;
         send_error(c, 502, what, 0);
         return;
     }
@@ -1029,6 +1086,8 @@ static void on_up_timer(struct ev_loop *loop, ev_timer *tm, int revents)
         KEEL_WARN_RL("conn=%llu: upstream %s: response timed out", (unsigned long long)c->id,
                      u->name);
         report(c, KEEL_OUTCOME_TIMEOUT);
+        if (try_again(c, "upstream response timed out"))
+            return;
         send_error(c, 504, "upstream response timed out", 0);
         return;
     }
@@ -1133,6 +1192,14 @@ static void flush_response(struct keel_conn *c)
     }
 }
 
+static int retry_status(const struct keel_cfg_cluster *cc, int status)
+{
+    for (uint32_t i = 0; i < cc->n_retry_on; i++)
+        if (cc->retry_on[i] == status)
+            return 1;
+    return 0;
+}
+
 static void up_process(struct keel_conn *c)
 {
     struct keel_txn *t = &c->t;
@@ -1180,6 +1247,8 @@ static void up_process(struct keel_conn *c)
             }
             t->status = resp.status;
             report(c, resp.status >= 500 ? KEEL_OUTCOME_5XX : KEEL_OUTCOME_OK);
+            if (retry_status(u->ccfg, resp.status) && try_again(c, "retryable status"))
+                return;
             if (t->load) {
                 double lat = ev_now(c->w->loop) - t->start;
                 keel_outlier_latency(t->load, lat > 0 ? (uint32_t)(lat * 1e6) : 0);

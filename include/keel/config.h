@@ -165,8 +165,17 @@ struct keel_cfg_cluster {
      * ramps from min_percent of its weight to all of it over window_ms, as
      * (elapsed / window) ^ (1 / aggression). window_ms 0 = off (default). */
     uint32_t slow_start_ms;
-    double slow_start_aggression;        /* default 1.0 (linear), 0.1..10 */
-    uint32_t slow_start_min_percent;     /* default 10 */
+    double slow_start_aggression;    /* default 1.0 (linear), 0.1..10 */
+    uint32_t slow_start_min_percent; /* default 10 */
+    /* retries ("retries:"): idempotent requests without a body (GET, HEAD, OPTIONS, PUT,
+     * DELETE, TRACE, or carrying Idempotency-Key) that failed after being sent (reset or
+     * closed before any response byte, response timeout) or got a status in on_status go to
+     * another endpoint, at most retry_max times, while retries in flight stay under
+     * retry_budget_percent of the cluster's requests in flight (at least 3). */
+    uint32_t retry_max;            /* default 2, 0 = off */
+    uint32_t retry_budget_percent; /* default 20 */
+    uint16_t retry_on[8];          /* statuses, default none */
+    uint32_t n_retry_on;
     struct keel_cfg_health health_check; /* active checks; enabled 0: none */
     struct keel_cfg_hash_on hash_on;     /* lb: hash only */
 };

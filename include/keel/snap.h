@@ -80,6 +80,9 @@ struct keel_cluster_stats {
     _Atomic int64_t open_conns;      /* upstream connections open */
     _Atomic int64_t pending;         /* requests waiting for a connection */
     _Atomic int64_t active_requests; /* requests in flight */
+    _Atomic int64_t retries_active;  /* retries in flight */
+    _Atomic uint64_t retries;        /* retries made */
+    _Atomic uint64_t retries_denied; /* retries the budget refused */
     _Atomic uint64_t cb_rejected[3]; /* 503s: [0] max_connections [1] max_pending
                                         [2] max_requests */
 };

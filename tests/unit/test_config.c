@@ -1174,6 +1174,9 @@ static const struct bad_case outlier_bad_cases[] = {
      "clusters[0].slow_start.window: |missing required key \"window\"", 1},
     {L4 C3 "    slow_start: {window: 10s, min_weight_percent: 0}\n", "8:51",
      "clusters[0].slow_start.min_weight_percent: |out of range", 1},
+    {L4 C3 "    retries: {max: 11}\n", "8:20", "clusters[0].retries.max: |out of range", 1},
+    {L4 C3 "    retries: {on_status: [404]}\n", "8:27",
+     "clusters[0].retries.on_status[0]: |out of range", 1},
     {L4 C3 "    circuit_breaker: {max_pending: 5}\n", "8:23",
      "clusters[0].circuit_breaker.max_pending: |unknown key \"max_pending\"", 1},
 };
@@ -1213,6 +1216,14 @@ static void test_outlier(void)
         const struct keel_cfg_cluster *cc = &cfg->clusters[0];
         CHECK(cc->slow_start_ms == 45000 && cc->slow_start_aggression == 1.5 &&
               cc->slow_start_min_percent == 5);
+        CHECK(cc->retry_max == 2 && cc->retry_budget_percent == 20 && cc->n_retry_on == 0);
+        keel_config_free(cfg);
+    }
+    rc = load(L4 C3 "    retries: {max: 3, on_status: [502, 503], budget_percent: 50}\n", &cfg, &e);
+    if (CHECKF(rc == 0 && cfg, "rc %d", rc)) {
+        const struct keel_cfg_cluster *cc = &cfg->clusters[0];
+        CHECK(cc->retry_max == 3 && cc->retry_budget_percent == 50 && cc->n_retry_on == 2 &&
+              cc->retry_on[0] == 502 && cc->retry_on[1] == 503);
         keel_config_free(cfg);
     }
     rc = load(L4 C3, &cfg, &e);

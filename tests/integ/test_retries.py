@@ -1,0 +1,117 @@
+# SPDX-License-Identifier: MIT
+"""Retries: an idempotent request that failed after it was sent goes to another endpoint; a
+POST that may have reached the application is never replayed (request ids counted at the
+backends); configured statuses are retried for idempotent requests only."""
+
+import socket
+import threading
+import unittest
+
+from keeltest import KeelTestCase, cluster, http_listener, keel_yaml
+
+
+class Flaky:
+    """Reads one request head, records its X-Request-Id, then resets or answers 503."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.ids = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.conn, args=(c,), daemon=True).start()
+
+    def conn(self, c):
+        buf = b""
+        with c:
+            while True:
+                try:
+                    d = c.recv(65536)
+                except OSError:
+                    return
+                if not d:
+                    return
+                buf += d
+                while b"\r\n\r\n" in buf:
+                    head, buf = buf.split(b"\r\n\r\n", 1)
+                    for line in head.split(b"\r\n"):
+                        if line.lower().startswith(b"x-request-id:"):
+                            self.ids.append(line.split(b":", 1)[1].strip().decode())
+                    if self.mode == "reset":
+                        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                        return
+                    c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\nbusy\n")
+
+    def close(self):
+        self.sock.close()
+
+
+class RetryTest(KeelTestCase):
+    def start(self, flaky, retries=None):
+        self.good = self.start_backend("good")
+        self.port, self.admin = self.free_port(), self.free_port()
+        c = cluster("c", [flaky.addr, self.good.addr], lb="round_robin")
+        c["outlier"] = {"consecutive_gateway_failures": 0}  # keep the flaky one in rotation
+        if retries:
+            c["retries"] = retries
+        self.k = self.start_keel(keel_yaml([http_listener(self.port, [{"cluster": "c"}])], [c],
+                                           self.admin, workers=1))
+
+    def good_ids(self):
+        return [e["headers"] for e in self.good.log()]
+
+    def test_get_retried_post_never_replayed(self):
+        flaky = Flaky("reset")
+        self.addCleanup(flaky.close)
+        self.start(flaky)
+        for i in range(10):
+            c = self.client(self.port)
+            r = c.get("/g", [("X-Request-Id", "get-%d" % i)])
+            self.assertEqual(r.status, 200, "GET %d" % i)
+            self.assertEqual(r.header("X-Backend-Id"), "good")
+        statuses = []
+        for i in range(10):
+            c = self.client(self.port)
+            r = c.exchange("POST", "/p", [("X-Request-Id", "post-%d" % i)], b"")
+            statuses.append(r.status)
+        # Every POST reached exactly one backend, once: the reset one (502) or the good one.
+        seen = flaky.ids + [dict((k.lower(), v) for k, v in h)["x-request-id"]
+                            for h in self.good_ids()]
+        for i in range(10):
+            self.assertEqual(seen.count("post-%d" % i), 1, seen)
+        self.assertEqual(sorted(set(statuses)), [200, 502])
+        # ...and each POST the reset backend swallowed is a 502 for the client, not a retry.
+        self.assertEqual(statuses.count(502), sum(1 for x in flaky.ids if x.startswith("post-")))
+        m = self.k.admin("/metrics").body.decode()
+        self.assertRegex(m, r'keel_cluster_retries_total\{cluster="c"\} [1-9]')
+
+    def test_status_retry_only_for_idempotent(self):
+        flaky = Flaky("503")
+        self.addCleanup(flaky.close)
+        self.start(flaky, retries={"on_status": [503]})
+        for i in range(10):
+            r = self.client(self.port).get("/g", [("X-Request-Id", "g%d" % i)])
+            self.assertEqual(r.status, 200)
+        posts = [self.client(self.port).exchange("POST", "/p", [("X-Request-Id", "p%d" % i)],
+                                                  b"").status for i in range(10)]
+        # POSTs that met the 503 backend get its 503, never a second try.
+        self.assertEqual(posts.count(503), sum(1 for x in flaky.ids if x.startswith("p")))
+        self.assertGreater(posts.count(503), 0)
+        # With Idempotency-Key a POST is retried like a GET.
+        for i in range(6):
+            r = self.client(self.port).exchange(
+                "POST", "/p", [("X-Request-Id", "k%d" % i), ("Idempotency-Key", "k%d" % i)], b"")
+            self.assertEqual(r.status, 200)
+
+
+if __name__ == "__main__":
+    unittest.main()
