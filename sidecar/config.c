@@ -1331,6 +1331,7 @@ enum {
     C_HASH_ON,
     C_SLOW_START,
     C_RETRIES,
+    C_STICKY,
     C__N
 };
 
@@ -1901,7 +1902,8 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
                                            "circuit_breaker",
                                            "hash_on",
                                            "slow_start",
-                                           "retries"};
+                                           "retries",
+                                           "sticky"};
     static const char *const tkeys[] = {"connect", "response", "idle"};
     struct keel_cfg_cluster *cl = &cfg->clusters[idx];
     yaml_node_t *v[C__N], *t[3];
@@ -1976,6 +1978,20 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
     if (v[C_PANIC]) {
         path_key(kpath, path, "panic_threshold");
         get_u32(c, v[C_PANIC], kpath, 0, 100, &cl->panic_threshold);
+    }
+    if (v[C_STICKY]) {
+        static const char *const skeys[] = {"cookie"};
+        yaml_node_t *sv[1];
+        char spath[PATHLEN];
+        path_key(spath, path, "sticky");
+        if (fields(c, v[C_STICKY], spath, skeys, 1, sv) == 0) {
+            path_key(kpath, spath, "cookie");
+            if (!sv[0])
+                missing(c, v[C_STICKY], spath, "cookie", " (the cookie keel sets, e.g. KEEL_ID)");
+            else if (get_str(c, sv[0], kpath, "a cookie name", 0, &cl->sticky_cookie) == 0 &&
+                     !valid_token(cl->sticky_cookie))
+                err(c, sv[0], kpath, "invalid cookie name %s", quotez(&q, cl->sticky_cookie));
+        }
     }
     if (v[C_RETRIES]) {
         path_key(kpath, path, "retries");
@@ -2605,6 +2621,7 @@ void keel_config_free(struct keel_cfg *cfg)
         free(cl->health_check.expect_header.name);
         free(cl->health_check.expect_header.value);
         free(cl->hash_on.name);
+        free(cl->sticky_cookie);
     }
     free(cfg->clusters);
     free(cfg->consul.address);

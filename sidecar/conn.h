@@ -94,6 +94,10 @@ struct keel_txn {
     unsigned idempotent : 1; /* safe to send again (method, or Idempotency-Key) */
     unsigned retrying : 1;   /* counted in the cluster's retries_active */
     uint8_t retries;         /* attempts after a failure that proved nothing */
+    unsigned has_sticky : 1; /* the request named an endpoint in the sticky cookie */
+    unsigned set_sticky : 1; /* the response must (re)set the sticky cookie */
+    uint64_t sticky_want;    /* that endpoint's opaque id */
+    uint64_t sticky_got;     /* the opaque id of the endpoint that serves */
 };
 
 struct keel_conn {

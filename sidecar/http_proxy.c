@@ -598,6 +598,12 @@ static int build_client_head(struct keel_conn *c, const struct keel_http1_respon
             continue;
         rc = append_header(b, h);
     }
+    if (c->t.set_sticky && c->t.ws && c->t.cluster >= 0) {
+        /* Opaque: a hash of the endpoint's identity, not its address. */
+        const char *name = c->t.ws->snap->clusters[c->t.cluster].cfg->sticky_cookie;
+        rc |= keel_buf_printf(b, "Set-Cookie: %s=%016llx; Path=/; HttpOnly\r\n", name,
+                              (unsigned long long)c->t.sticky_got);
+    }
     if (upgrade)
         rc |= keel_buf_printf(b, "Connection: upgrade\r\n");
     else if (resp->status >= 200 && !c->keepalive)
@@ -673,6 +679,19 @@ static void start_request(struct keel_conn *c, struct keel_http1_request *req, s
         return;
     }
     t->cluster = cl;
+    const char *sticky = t->ws->snap->clusters[cl].cfg->sticky_cookie;
+    if (sticky) {
+        const char *v;
+        size_t vl;
+        char hex[17];
+        if (keel_router_cookie(req->headers, req->num_headers, sticky, &v, &vl) && vl == 16) {
+            memcpy(hex, v, 16);
+            hex[16] = 0;
+            char *end = NULL;
+            t->sticky_want = strtoull(hex, &end, 16);
+            t->has_sticky = end && *end == 0;
+        }
+    }
     if (build_up_head(c, req, &rr) != 0) {
         keel_buf_consume(&c->s.in, head_len);
         keel_conn_close(c, "out of memory");
@@ -860,6 +879,18 @@ static void up_connected(struct keel_conn *c)
         update_io(c);
 }
 
+/* Sticky sessions: the endpoint the request's cookie names, if it may still be picked. */
+static int sticky_pick(const struct keel_cluster *cl, const struct keel_txn *t,
+                       const struct keel_lb_req *lr)
+{
+    if (!cl->cfg->sticky_cookie || !t->has_sticky)
+        return -1;
+    for (uint32_t i = 0; i < cl->n_eps; i++)
+        if (keel_balancer_ep_hash(&cl->eps[i]) == t->sticky_want && keel_balancer_usable(cl, lr, i))
+            return (int)i;
+    return -1;
+}
+
 /* A circuit breaker limit: 503 at once, counted; no endpoint is tried. */
 static void breaker_reject(struct keel_conn *c, struct keel_cluster *cl, int which,
                            const char *limit)
@@ -894,7 +925,14 @@ static void dispatch(struct keel_conn *c)
          * else on the client IP. */
         if (cl->lb == &keel_lb_hash)
             keel_balancer_key_hash(cl->cfg, t->head.data + t->head.off, t->head.len, &lr.hash);
-        int idx = cl->lb->pick(cl, t->ws->lb_state ? t->ws->lb_state[t->cluster] : NULL, &lr);
+        int idx = sticky_pick(cl, t, &lr);
+        if (idx < 0)
+            idx = cl->lb->pick(cl, t->ws->lb_state ? t->ws->lb_state[t->cluster] : NULL, &lr);
+        if (idx >= 0 && cl->cfg->sticky_cookie) {
+            /* (Re)pin the client when it had no valid cookie or its endpoint is gone. */
+            t->sticky_got = keel_balancer_ep_hash(&cl->eps[idx]);
+            t->set_sticky = !t->has_sticky || t->sticky_got != t->sticky_want;
+        }
         if (lr.panic && idx >= 0 && cl->stats)
             atomic_fetch_add_explicit(&cl->stats->panic, 1, memory_order_relaxed);
         if (idx < 0) {

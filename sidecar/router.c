@@ -95,15 +95,16 @@ static int header_matches(const struct keel_route_req *rr, const struct keel_cfg
     return 0;
 }
 
-/* Cookie: a=b; c=d (RFC 6265 5.4), possibly in several Cookie headers. */
-static int cookie_matches(const struct keel_route_req *rr, const struct keel_cfg_kv *kv)
+/* Cookie: a=b; c=d (RFC 6265 5.4), possibly in several Cookie headers. Finds the next cookie
+ * called name at or after header *hi, byte *off; advances them past it. */
+static int cookie_next(const struct keel_http1_header *hs, size_t n, const char *name, size_t nl,
+                       size_t *hi, size_t *off, const char **val, size_t *val_len)
 {
-    size_t nl = strlen(kv->name);
-    for (size_t i = 0; i < rr->n_headers; i++) {
-        const struct keel_http1_header *h = &rr->headers[i];
+    for (; *hi < n; (*hi)++, *off = 0) {
+        const struct keel_http1_header *h = &hs[*hi];
         if (!ieq(h->name, h->name_len, "cookie", 6))
             continue;
-        const char *p = h->value, *end = h->value + h->value_len;
+        const char *p = h->value + *off, *end = h->value + h->value_len;
         while (p < end) {
             while (p < end && (*p == ' ' || *p == ';'))
                 p++;
@@ -116,7 +117,7 @@ static int cookie_matches(const struct keel_route_req *rr, const struct keel_cfg
             size_t klen = (size_t)(eq - pair);
             while (klen && pair[klen - 1] == ' ')
                 klen--;
-            if (klen != nl || memcmp(pair, kv->name, nl) != 0)
+            if (klen != nl || memcmp(pair, name, nl) != 0)
                 continue;
             const char *v = eq + 1;
             size_t vlen = (size_t)(p - v);
@@ -126,11 +127,31 @@ static int cookie_matches(const struct keel_route_req *rr, const struct keel_cfg
                 v++;
                 vlen -= 2;
             }
-            if (!kv->value || (vlen == strlen(kv->value) && memcmp(v, kv->value, vlen) == 0))
-                return 1;
+            *off = (size_t)(p - h->value);
+            *val = v;
+            *val_len = vlen;
+            return 1;
         }
     }
     return 0;
+}
+
+static int cookie_matches(const struct keel_route_req *rr, const struct keel_cfg_kv *kv)
+{
+    size_t hi = 0, off = 0, vlen;
+    const char *v;
+    size_t nl = strlen(kv->name);
+    while (cookie_next(rr->headers, rr->n_headers, kv->name, nl, &hi, &off, &v, &vlen))
+        if (!kv->value || (vlen == strlen(kv->value) && memcmp(v, kv->value, vlen) == 0))
+            return 1;
+    return 0;
+}
+
+int keel_router_cookie(const struct keel_http1_header *hs, size_t n, const char *name,
+                       const char **val, size_t *val_len)
+{
+    size_t hi = 0, off = 0;
+    return cookie_next(hs, n, name, strlen(name), &hi, &off, val, val_len);
 }
 
 int keel_router_match_one(const struct keel_cfg_match *m, const struct keel_route_req *rr)

@@ -176,6 +176,9 @@ struct keel_cfg_cluster {
     uint32_t retry_budget_percent; /* default 20 */
     uint16_t retry_on[8];          /* statuses, default none */
     uint32_t n_retry_on;
+    /* "sticky: {cookie: NAME}": keel sets NAME to an opaque id of the endpoint that served
+     * and sends later requests carrying it there while it is eligible; NULL = off. */
+    char *sticky_cookie;
     struct keel_cfg_health health_check; /* active checks; enabled 0: none */
     struct keel_cfg_hash_on hash_on;     /* lb: hash only */
 };

@@ -32,6 +32,11 @@ void keel_router_prepare(struct keel_route_req *rr, const struct keel_http1_requ
  */
 int keel_router_match(const struct keel_snap_listener *l, const struct keel_route_req *rr);
 
+/** Finds the first cookie called name in the Cookie headers (quotes removed).
+ *  @return 1 with *val and *val_len pointing into the header, 0 when absent. [any] */
+int keel_router_cookie(const struct keel_http1_header *hs, size_t n, const char *name,
+                       const char **val, size_t *val_len);
+
 /** Whether one match block accepts the request. [any] */
 int keel_router_match_one(const struct keel_cfg_match *m, const struct keel_route_req *rr);
 
