@@ -1357,11 +1357,15 @@ void keel_config_cluster_defaults(struct keel_cfg_cluster *cl)
 static void parse_retries(struct ctx *c, struct keel_cfg_cluster *cl, yaml_node_t *n,
                           const char *path)
 {
-    static const char *const keys[] = {"max", "on_status", "budget_percent"};
-    yaml_node_t *v[3];
+    static const char *const keys[] = {"max", "on_status", "budget_percent", "per_try_timeout"};
+    yaml_node_t *v[4];
     char kpath[PATHLEN], ipath[PATHLEN];
-    if (fields(c, n, path, keys, 3, v))
+    if (fields(c, n, path, keys, 4, v))
         return;
+    if (v[3]) {
+        path_key(kpath, path, "per_try_timeout");
+        get_duration(c, v[3], kpath, 1, &cl->retry_per_try_ms);
+    }
     if (v[0]) {
         path_key(kpath, path, "max");
         get_u32(c, v[0], kpath, 0, 10, &cl->retry_max);

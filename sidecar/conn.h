@@ -88,16 +88,17 @@ struct keel_txn {
     unsigned dechunk : 1;     /* HTTP/1.0 client: decode chunked, close-delimit */
     unsigned up_reusable : 1; /* upstream may be pooled after this exchange */
     unsigned retried_reuse : 1;
-    unsigned active : 1;     /* this txn holds an in-flight count */
-    unsigned cb_request : 1; /* counted in the cluster's active_requests */
-    unsigned cb_pending : 1; /* counted in the cluster's pending (connecting) */
-    unsigned idempotent : 1; /* safe to send again (method, or Idempotency-Key) */
-    unsigned retrying : 1;   /* counted in the cluster's retries_active */
-    uint8_t retries;         /* attempts after a failure that proved nothing */
-    unsigned has_sticky : 1; /* the request named an endpoint in the sticky cookie */
-    unsigned set_sticky : 1; /* the response must (re)set the sticky cookie */
-    uint64_t sticky_want;    /* that endpoint's opaque id */
-    uint64_t sticky_got;     /* the opaque id of the endpoint that serves */
+    unsigned active : 1;      /* this txn holds an in-flight count */
+    unsigned cb_request : 1;  /* counted in the cluster's active_requests */
+    unsigned cb_pending : 1;  /* counted in the cluster's pending (connecting) */
+    unsigned idempotent : 1;  /* safe to send again (method, or Idempotency-Key) */
+    unsigned retrying : 1;    /* counted in the cluster's retries_active */
+    uint8_t retries;          /* attempts after a failure that proved nothing */
+    unsigned backing_off : 1; /* waiting (client timer) before the next try */
+    unsigned has_sticky : 1;  /* the request named an endpoint in the sticky cookie */
+    unsigned set_sticky : 1;  /* the response must (re)set the sticky cookie */
+    uint64_t sticky_want;     /* that endpoint's opaque id */
+    uint64_t sticky_got;      /* the opaque id of the endpoint that serves */
 };
 
 struct keel_conn {

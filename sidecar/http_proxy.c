@@ -186,6 +186,15 @@ static void gen_request_id(struct keel_worker *w, char *out)
 
 /* ---- timers ------------------------------------------------------------------------------ */
 
+/* Each try waits at most the per-try timeout (when set) for its response head. */
+static double response_timeout_s(const struct keel_cfg_cluster *cc)
+{
+    uint32_t ms = cc->retry_per_try_ms && cc->retry_per_try_ms < cc->response_timeout_ms
+                      ? cc->retry_per_try_ms
+                      : cc->response_timeout_ms;
+    return ms / 1000.0;
+}
+
 static void client_timer(struct keel_conn *c, double secs)
 {
     ev_timer_stop(c->w->loop, &c->timer);
@@ -768,7 +777,7 @@ static void flush_request(struct keel_conn *c)
     if (!t->req_done && u->s.out.len == 0 && t->req_fwd == 0 && req_framing_complete(t)) {
         t->req_done = 1;
         if (t->resp_state == KEEL_RS_HEAD)
-            up_timer(u, u->ccfg->response_timeout_ms / 1000.0);
+            up_timer(u, response_timeout_s(u->ccfg));
     }
 }
 
@@ -1027,7 +1036,24 @@ static void connect_failed(struct keel_conn *c, int err)
 /* A request that may have reached the application failed before any response byte reached
  * the client: send it to another endpoint when that is safe (idempotent, no body to replay),
  * allowed (retries left) and affordable (the cluster's retry budget). @return 1 if re-sent. */
+/* Exponential backoff with full jitter between tries: 25 ms, 50 ms, ... capped at 250 ms. */
+static double retry_delay(struct keel_conn *c)
+{
+    double cap = 0.025 * (double)(1u << (c->t.retries < 4 ? c->t.retries : 4));
+    if (cap > 0.25)
+        cap = 0.25;
+    return cap * (double)(keel_rand(&c->w->rng) % 1000) / 1000.0;
+}
+
+static int try_again_after(struct keel_conn *c, const char *why, double delay);
+
 static int try_again(struct keel_conn *c, const char *why)
+{
+    return try_again_after(c, why, -1);
+}
+
+/* delay < 0: the usual jittered backoff; else wait that long (Retry-After). */
+static int try_again_after(struct keel_conn *c, const char *why, double delay)
 {
     struct keel_txn *t = &c->t;
     struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
@@ -1058,7 +1084,11 @@ static int try_again(struct keel_conn *c, const char *why)
     t->resp_state = KEEL_RS_NONE;
     t->resp_fwd = 0;
     t->req_done = 0;
-    dispatch(c);
+    /* The client timer is idle once the request is complete: it times the backoff. */
+    t->backing_off = 1;
+    double wait = delay >= 0 ? delay : retry_delay(c);
+    client_timer(c, wait > 0.001 ? wait : 0.001); /* 0 would not start the timer */
+    update_io(c);
     return 1;
 }
 
@@ -1155,7 +1185,7 @@ static void on_up_write(struct ev_loop *loop, ev_io *io, int revents)
     if (c->state == KEEL_CS_TUNNEL)
         return; /* tcp_proxy.c owns the callbacks in tunnel mode */
     up_timer(u, c->t.req_done && c->t.resp_state == KEEL_RS_HEAD
-                    ? u->ccfg->response_timeout_ms / 1000.0
+                    ? response_timeout_s(u->ccfg)
                     : u->ccfg->idle_timeout_ms / 1000.0);
     flush_request(c);
     if (c->state == KEEL_CS_PROXY)
@@ -1230,6 +1260,20 @@ static void flush_response(struct keel_conn *c)
     }
 }
 
+/* Retry-After as delay-seconds; an HTTP-date (or garbage) counts as "too long". */
+static double retry_after_s(const struct keel_http1_header *h)
+{
+    double v = 0;
+    if (h->value_len == 0 || h->value_len > 9)
+        return 1e9;
+    for (size_t i = 0; i < h->value_len; i++) {
+        if (h->value[i] < '0' || h->value[i] > '9')
+            return 1e9;
+        v = v * 10 + (h->value[i] - '0');
+    }
+    return v;
+}
+
 static int retry_status(const struct keel_cfg_cluster *cc, int status)
 {
     for (uint32_t i = 0; i < cc->n_retry_on; i++)
@@ -1285,8 +1329,16 @@ static void up_process(struct keel_conn *c)
             }
             t->status = resp.status;
             report(c, resp.status >= 500 ? KEEL_OUTCOME_5XX : KEEL_OUTCOME_OK);
-            if (retry_status(u->ccfg, resp.status) && try_again(c, "retryable status"))
-                return;
+            if (retry_status(u->ccfg, resp.status)) {
+                /* Retry-After (seconds) is honoured up to 1 s; longer, the client gets the
+                 * answer rather than keel holding the request. */
+                double after = -1;
+                for (size_t i = 0; i < resp.num_headers; i++)
+                    if (keel_http1_name_eq(&resp.headers[i], "retry-after"))
+                        after = retry_after_s(&resp.headers[i]);
+                if (after <= 1.0 && try_again_after(c, "retryable status", after))
+                    return;
+            }
             if (t->load) {
                 double lat = ev_now(c->w->loop) - t->start;
                 keel_outlier_latency(t->load, lat > 0 ? (uint32_t)(lat * 1e6) : 0);
@@ -1453,6 +1505,11 @@ static void on_client_timer(struct ev_loop *loop, ev_timer *tm, int revents)
         keel_conn_close(c, "idle timeout");
         return;
     case KEEL_CS_PROXY:
+        if (c->t.backing_off) {
+            c->t.backing_off = 0;
+            dispatch(c);
+            return;
+        }
         if (req_framing_complete(&c->t))
             return; /* the body arrived; the upstream timers watch the rest */
         if (!ev_is_active(&c->s.rio)) {

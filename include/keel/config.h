@@ -174,6 +174,7 @@ struct keel_cfg_cluster {
      * retry_budget_percent of the cluster's requests in flight (at least 3). */
     uint32_t retry_max;            /* default 2, 0 = off */
     uint32_t retry_budget_percent; /* default 20 */
+    uint32_t retry_per_try_ms;     /* response timeout of each try, default 0 = timeouts.response */
     uint16_t retry_on[8];          /* statuses, default none */
     uint32_t n_retry_on;
     /* "sticky: {cookie: NAME}": keel sets NAME to an opaque id of the endpoint that served

@@ -5,6 +5,7 @@ backends); configured statuses are retried for idempotent requests only."""
 
 import socket
 import threading
+import time
 import unittest
 
 from keeltest import KeelTestCase, cluster, http_listener, keel_yaml
@@ -49,7 +50,16 @@ class Flaky:
                     if self.mode == "reset":
                         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
                         return
-                    c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\nbusy\n")
+                    if self.mode == "slow":
+                        time.sleep(2)
+                        c.sendall(b"HTTP/1.1 200 OK\r\nX-Backend-Id: slow\r\n"
+                                  b"Content-Length: 3\r\n\r\nok\n")
+                        continue
+                    extra = b""
+                    if self.mode.startswith("503-ra"):
+                        extra = b"Retry-After: " + self.mode[6:].encode() + b"\r\n"
+                    c.sendall(b"HTTP/1.1 503 Service Unavailable\r\n" + extra
+                              + b"Content-Length: 5\r\n\r\nbusy\n")
 
     def close(self):
         self.sock.close()
@@ -112,6 +122,38 @@ class RetryTest(KeelTestCase):
                 "POST", "/p", [("X-Request-Id", "k%d" % i), ("Idempotency-Key", "k%d" % i)], b"")
             self.assertEqual(r.status, 200)
 
+    def test_retry_after_honoured_or_passed_on(self):
+        # Retry-After: 0 -> retried elsewhere; Retry-After: 30 -> the client gets the 503.
+        for mode, want in (("503-ra0", 200), ("503-ra30", 503)):
+            flaky = Flaky(mode)
+            self.addCleanup(flaky.close)
+            self.start(flaky, retries={"on_status": [503]})
+            results = [self.client(self.port).get("/g").status for _ in range(6)]
+            hit = len(flaky.ids)
+            self.assertGreater(hit, 0)
+            if want == 200:
+                self.assertEqual(results, [200] * 6, mode)
+            else:
+                self.assertEqual(results.count(503), hit, mode)
+            self.k.stop()
+            self.k.stopped_by_test = True
+
+    def test_per_try_timeout_moves_on(self):
+        slow = Flaky("slow")  # answers 200 only after 2 s
+        self.addCleanup(slow.close)
+        self.good = self.start_backend("good")
+        self.port, self.admin = self.free_port(), self.free_port()
+        c = cluster("c", [slow.addr, self.good.addr], lb="round_robin")
+        c["retries"] = {"per_try_timeout": "300ms"}
+        c["outlier"] = {"consecutive_timeouts": 0}
+        self.k = self.start_keel(keel_yaml([http_listener(self.port, [{"cluster": "c"}])], [c],
+                                           self.admin, workers=1))
+        # Every GET that meets the slow endpoint gives up on it after 300 ms and is answered
+        # by the other one; none waits for the 2 s answer.
+        for _ in range(4):
+            r = self.client(self.port).get("/x")
+            self.assertEqual((r.status, r.header("X-Backend-Id")), (200, "good"))
+        self.assertGreater(len(slow.ids), 0)
 
 if __name__ == "__main__":
     unittest.main()
