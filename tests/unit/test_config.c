@@ -1222,11 +1222,13 @@ static void test_outlier(void)
         CHECK(cc->retry_max == 2 && cc->retry_budget_percent == 20 && cc->n_retry_on == 0);
         keel_config_free(cfg);
     }
-    rc = load(L4 C3 "    retries: {max: 3, on_status: [502, 503], budget_percent: 50}\n", &cfg, &e);
+    rc = load(L4 C3 "    retries: {max: 3, on_status: [502, 503], budget_percent: 50,\n"
+                    "              per_try_timeout: 250ms}\n",
+              &cfg, &e);
     if (CHECKF(rc == 0 && cfg, "rc %d", rc)) {
         const struct keel_cfg_cluster *cc = &cfg->clusters[0];
         CHECK(cc->retry_max == 3 && cc->retry_budget_percent == 50 && cc->n_retry_on == 2 &&
-              cc->retry_on[0] == 502 && cc->retry_on[1] == 503);
+              cc->retry_on[0] == 502 && cc->retry_on[1] == 503 && cc->retry_per_try_ms == 250);
         keel_config_free(cfg);
     }
     rc = load(L4 C3, &cfg, &e);
