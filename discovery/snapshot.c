@@ -276,6 +276,10 @@ static int build_dyn_cluster(struct keel_cluster *cl, const struct keel_disc_clu
                 ep->load->added_ms = in->now_ms ? in->now_ms : 1;
         }
         slow_start(ep, cc, in->now_ms);
+        /* "Since when" survives snapshots while the state and its reason stay the same. */
+        ep->since_ms = old && old->health == ep->health && !strcmp(old->reason, ep->reason)
+                           ? old->since_ms
+                           : in->now_ms;
         cl->n_eps++;
     }
     /* Gone from discovery but still serving requests: keep it visible, draining, until the

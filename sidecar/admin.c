@@ -281,6 +281,32 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
     return 0;
 }
 
+/* Which source decides the endpoint's state now (DESIGN.md 3: each source owns its bit). */
+static const char *ep_source(const struct keel_endpoint *ep)
+{
+    if (ep->health & KEEL_EP_H_ADMIN)
+        return "operator";
+    if (ep->health & KEEL_EP_H_DISCOVERY || ep->weight == 0)
+        return "discovery";
+    if (ep->health & KEEL_EP_H_ACTIVE)
+        return "active_check";
+    if (atomic_load_explicit(&ep->load->ejected_until_ms, memory_order_relaxed) > keel_clock_now_ms)
+        return "passive_ejection";
+    if (ep->load->added_ms && !strncmp(ep->reason, "slow start", 10))
+        return "slow_start";
+    return "discovery";
+}
+
+/* Since when: an ejection counts from its start, anything else from the snapshot that last
+ * changed the endpoint's state or reason. */
+static uint64_t ep_since_ms(const struct keel_endpoint *ep)
+{
+    uint64_t until = atomic_load_explicit(&ep->load->ejected_until_ms, memory_order_relaxed);
+    if (until > keel_clock_now_ms && !(ep->health & (KEEL_EP_H_ADMIN | KEEL_EP_H_DISCOVERY)))
+        return ep->load->ejected_at_ms;
+    return ep->since_ms;
+}
+
 /* Why an endpoint gets or does not get new requests. */
 static const char *ep_state(const struct keel_endpoint *ep, const char **reason)
 {
@@ -388,6 +414,12 @@ int keel_admin_clusters(struct keel_runtime *rt, struct keel_buf *b)
                 json_integer(atomic_load_explicit(&ep->load->active, memory_order_relaxed)));
             json_object_set_new(je, "state", json_string(ep_state(ep, &reason)));
             json_object_set_new(je, "reason", json_string(reason));
+            json_object_set_new(je, "source", json_string(ep_source(ep)));
+            uint64_t since = ep_since_ms(ep);
+            json_object_set_new(je, "since_seconds",
+                                since && since <= keel_clock_now_ms
+                                    ? json_real((keel_clock_now_ms - since) / 1000.0)
+                                    : json_null());
             for (int k = 0; k < KEEL_STAT_CLASSES; k++)
                 json_object_set_new(reqs, class_names[k],
                                     json_integer((json_int_t)ld(&ep->load->requests[k])));

@@ -68,6 +68,7 @@ static int eject(const struct keel_cluster *cl, const struct keel_endpoint *ep, 
                                                  memory_order_relaxed))
         return 0;
     atomic_store_explicit(&l->eject_cause, cause, memory_order_relaxed);
+    atomic_store_explicit(&l->ejected_at_ms, keel_clock_now_ms, memory_order_relaxed);
     atomic_store_explicit(&l->probation, 1, memory_order_relaxed);
     atomic_store_explicit(&l->consec_5xx, 0, memory_order_relaxed);
     atomic_store_explicit(&l->consec_gateway, 0, memory_order_relaxed);

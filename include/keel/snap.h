@@ -37,6 +37,7 @@ struct keel_ep_load {
     _Atomic uint32_t consec_gateway;   /* connect refused/failed, reset, bad response */
     _Atomic uint32_t consec_timeout;   /* connect or response timeouts */
     _Atomic uint64_t ejected_until_ms; /* keel_clock_ms() deadline; 0 = not ejected */
+    _Atomic uint64_t ejected_at_ms;    /* when the current ejection began */
     _Atomic uint32_t times_ejected;
     _Atomic uint32_t probation;   /* ejection expired: the next outcome decides */
     _Atomic uint64_t ejections;   /* total, for metrics */
@@ -58,6 +59,7 @@ struct keel_endpoint {
     char name[64];                   /* "address:port" as shown in logs and the admin API */
     char id[KEEL_EP_ID_MAX];         /* identity within the cluster (see DESIGN.md 2) */
     char reason[KEEL_EP_REASON_MAX]; /* why discovery reports this state */
+    uint64_t since_ms;               /* control clock: when health bits and reason last changed */
     struct sockaddr_storage sa;
     socklen_t salen;
     uint32_t weight; /* effective weight; 0 = gets no new requests */

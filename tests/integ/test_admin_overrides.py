@@ -46,7 +46,11 @@ class AdminOverrideTest(KeelTestCase):
         self.assertEqual(r.status, 200, r.body)
         wait_for(lambda: (self.state(self.b1.addr) or {}).get("state") == "draining", timeout=5,
                  what="drain applied")
-        self.assertEqual(self.state(self.b1.addr)["reason"], "drained by an operator")
+        ep = self.state(self.b1.addr)
+        self.assertEqual(ep["reason"], "drained by an operator")
+        self.assertEqual(ep["source"], "operator")
+        self.assertGreaterEqual(ep["since_seconds"], 0)
+        self.assertEqual(self.state(self.b2.addr)["source"], "discovery")
         self.assertEqual(set(self.served()), {"b2"})
         self.k.wait_log(r"operator override: drained")
         r = self.post("/v1/endpoints/undrain?cluster=c&endpoint=%s" % self.b1.addr)

@@ -141,6 +141,8 @@ class PassiveOutlierTest(KeelTestCase):
         eps = self.endpoints(k)
         self.assertEqual(eps[dead]["state"], "ejected")
         self.assertIn("gateway failures", eps[dead]["reason"])
+        self.assertEqual(eps[dead]["source"], "passive_ejection")
+        self.assertLess(eps[dead]["since_seconds"], 30)
         failures = eps[dead]["connect_failures"]
         self.assertEqual(failures, 5)
         for _ in range(20):
