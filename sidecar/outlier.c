@@ -48,8 +48,13 @@ static int eject(const struct keel_cluster *cl, const struct keel_endpoint *ep, 
     /* Never eject so much that the pool cannot serve: at most max_ejection_percent, and
      * always leave one endpoint. */
     uint32_t already = ejected_now(cl);
-    if ((uint64_t)(already + 1) * 100 > (uint64_t)cl->n_eps * oc->max_ejection_percent ||
-        already + 1 >= cl->n_eps) {
+    if (already + 1 >= cl->n_eps) {
+        KEEL_WARN_RL("cluster %s: endpoint %s has %s but ejecting it would leave no endpoint: "
+                     "keeping it",
+                     cl->name, ep->name, keel_outlier_cause_str(cause));
+        return 0;
+    }
+    if ((uint64_t)(already + 1) * 100 > (uint64_t)cl->n_eps * oc->max_ejection_percent) {
         KEEL_WARN_RL("cluster %s: endpoint %s has %s but %u of %u are ejected already "
                      "(max_ejection_percent %u): keeping it",
                      cl->name, ep->name, keel_outlier_cause_str(cause), already, cl->n_eps,
