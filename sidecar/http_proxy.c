@@ -10,6 +10,7 @@
 #include "keel/err.h"
 #include "keel/log.h"
 #include "keel/outlier.h"
+#include "keel/retry.h"
 #include "keel/router.h"
 #include "conn.h"
 
@@ -1058,20 +1059,27 @@ static int try_again_after(struct keel_conn *c, const char *why, double delay)
     struct keel_txn *t = &c->t;
     struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
     const struct keel_cfg_cluster *cc = cl->cfg;
-    if (!t->idempotent || t->req_mode != KEEL_H1_BODY_NONE || t->resp_bytes_to_client ||
-        t->retries >= cc->retry_max || t->n_tried >= cl->n_eps || !cl->stats)
+    if (!cl->stats)
+        return 0;
+    struct keel_retry_in in = {
+        .idempotent = t->idempotent,
+        .has_body = t->req_mode != KEEL_H1_BODY_NONE,
+        .response_started = t->resp_bytes_to_client > 0,
+        .retries = t->retries,
+        .retry_max = cc->retry_max,
+        .tried = t->n_tried,
+        .endpoints = cl->n_eps,
+        .already_counted = t->retrying,
+        .retries_active = atomic_load_explicit(&cl->stats->retries_active, memory_order_relaxed),
+        .requests_active = atomic_load_explicit(&cl->stats->active_requests, memory_order_relaxed),
+        .budget_percent = cc->retry_budget_percent,
+    };
+    enum keel_retry_verdict v = keel_retry_decide(&in);
+    if (v == KEEL_RETRY_OVER_BUDGET)
+        atomic_fetch_add_explicit(&cl->stats->retries_denied, 1, memory_order_relaxed);
+    if (v != KEEL_RETRY_YES)
         return 0;
     if (!t->retrying) {
-        /* Budget: retries in flight stay under a share of the requests in flight (at least
-         * 3), so a failing cluster is not hit with a multiple of its load. */
-        int64_t active = atomic_load_explicit(&cl->stats->active_requests, memory_order_relaxed);
-        int64_t allowed = active * cc->retry_budget_percent / 100;
-        if (allowed < 3)
-            allowed = 3;
-        if (atomic_load_explicit(&cl->stats->retries_active, memory_order_relaxed) >= allowed) {
-            atomic_fetch_add_explicit(&cl->stats->retries_denied, 1, memory_order_relaxed);
-            return 0;
-        }
         atomic_fetch_add_explicit(&cl->stats->retries_active, 1, memory_order_relaxed);
         t->retrying = 1;
     }

@@ -3,6 +3,7 @@
 POST that may have reached the application is never replayed (request ids counted at the
 backends); configured statuses are retried for idempotent requests only."""
 
+import re
 import socket
 import threading
 import time
@@ -154,6 +155,39 @@ class RetryTest(KeelTestCase):
             r = self.client(self.port).get("/x")
             self.assertEqual((r.status, r.header("X-Backend-Id")), (200, "good"))
         self.assertGreater(len(slow.ids), 0)
+    def test_retry_budget_holds_under_a_failing_endpoint(self):
+        # Half of 24 concurrent slow GETs meet an endpoint that resets; their retries go to
+        # the other endpoint, which takes 3 s to answer, so retries pile up in flight.
+        # The budget allows max(3, 20% of requests in flight) of them; the rest get 502.
+        flaky = Flaky("reset")
+        self.addCleanup(flaky.close)
+        self.start(flaky)
+        n = 24
+        results = [None] * n
+
+        def one(i):
+            try:
+                r = self.client(self.port, timeout=30).get("/sleep?ms=3000")
+                results[i] = r.status
+            except Exception as e:  # a client-side failure is a test failure below
+                results[i] = repr(e)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertLessEqual(set(results), {200, 502}, results)
+        m = self.k.admin("/metrics").body.decode()
+        retried = int(re.search(r'keel_cluster_retries_total\{cluster="c"\} (\d+)', m).group(1))
+        denied = int(re.search(r'keel_cluster_retries_denied_total\{cluster="c"\} (\d+)',
+                               m).group(1))
+        self.assertGreater(denied, 0, m)
+        # Every request that met the resetting endpoint was either retried or denied...
+        self.assertEqual(retried + denied, len(flaky.ids))
+        # ...and a denied one is exactly a 502 for its client.
+        self.assertEqual(results.count(502), denied)
+
 
 if __name__ == "__main__":
     unittest.main()
