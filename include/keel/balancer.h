@@ -100,6 +100,13 @@ uint64_t keel_balancer_seed(uintptr_t state_addr, uint32_t salt);
  *  [worker] */
 uint64_t keel_balancer_rand(uint64_t *state);
 
+/** A uniformly drawn usable endpoint other than `avoid` (-1: none to avoid), or -1. A few
+ *  probes find one at once in a healthy cluster; a scan from a random start covers
+ *  mostly-ineligible or excluded ones, so with two usable endpoints the second draw always
+ *  finds the other one. [worker] */
+int keel_balancer_random_usable(const struct keel_cluster *cl, uint64_t *rng,
+                                const struct keel_lb_req *req, int avoid);
+
 /** Uniform in [0, n) from keel_balancer_rand() without a division (Lemire). [worker] */
 uint32_t keel_balancer_rand_below(uint64_t *state, uint32_t n);
 

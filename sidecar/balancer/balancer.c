@@ -90,3 +90,19 @@ uint64_t keel_balancer_seed(uintptr_t state_addr, uint32_t salt)
                  ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec) ^ salt;
     return x ? x : 1;
 }
+
+int keel_balancer_random_usable(const struct keel_cluster *cl, uint64_t *rng,
+                                const struct keel_lb_req *req, int avoid)
+{
+    uint32_t n = cl->n_eps;
+    for (int tries = 0; tries < 4; tries++) {
+        uint32_t i = keel_balancer_rand_below(rng, n);
+        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
+            return (int)i;
+    }
+    uint32_t i = keel_balancer_rand_below(rng, n);
+    for (uint32_t k = 0; k < n; k++, i = i + 1 < n ? i + 1 : 0)
+        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
+            return (int)i;
+    return -1;
+}

@@ -42,32 +42,13 @@ static int pick_scan(const struct keel_cluster *cl, struct lc_state *s,
     return best;
 }
 
-/* A uniformly random usable endpoint other than `avoid`, or -1. A few random probes find one
- * at once in a healthy cluster; a scan from a random start covers mostly-ineligible ones. */
-static int random_usable(const struct keel_cluster *cl, struct lc_state *s,
-                         const struct keel_lb_req *req, int avoid)
-{
-    uint32_t n = cl->n_eps;
-
-    for (int tries = 0; tries < 4; tries++) {
-        uint32_t i = keel_balancer_rand_below(&s->rng, n);
-        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
-            return (int)i;
-    }
-    uint32_t i = keel_balancer_rand_below(&s->rng, n);
-    for (uint32_t k = 0; k < n; k++, i = i + 1 < n ? i + 1 : 0)
-        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
-            return (int)i;
-    return -1;
-}
-
 static int pick_two_choices(const struct keel_cluster *cl, struct lc_state *s,
                             const struct keel_lb_req *req)
 {
-    int a = random_usable(cl, s, req, -1);
+    int a = keel_balancer_random_usable(cl, &s->rng, req, -1);
     if (a < 0)
         return -1;
-    int b = random_usable(cl, s, req, a);
+    int b = keel_balancer_random_usable(cl, &s->rng, req, a);
     if (b < 0)
         return a;
     return keel_balancer_active(&cl->eps[b]) < keel_balancer_active(&cl->eps[a]) ? b : a;

@@ -46,36 +46,16 @@ static double score(const struct keel_endpoint *ep, double lat)
     return (lat + 1.0) * ((double)keel_balancer_active(ep) + 1.0) / (double)w;
 }
 
-/* A uniformly drawn usable endpoint other than `avoid`, or -1. A few probes find one at once
- * in a healthy cluster; a scan from a random start covers mostly-ineligible or excluded ones,
- * so with two usable endpoints the second draw always finds the other one. */
-static int random_usable(const struct keel_cluster *cl, struct lrt_state *s,
-                         const struct keel_lb_req *req, int avoid)
-{
-    uint32_t n = cl->n_eps;
-
-    for (int tries = 0; tries < 4; tries++) {
-        uint32_t i = keel_balancer_rand_below(&s->rng, n);
-        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
-            return (int)i;
-    }
-    uint32_t i = keel_balancer_rand_below(&s->rng, n);
-    for (uint32_t k = 0; k < n; k++, i = i + 1 < n ? i + 1 : 0)
-        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
-            return (int)i;
-    return -1;
-}
-
 static int lrt_pick(const struct keel_cluster *cl, void *st, const struct keel_lb_req *req)
 {
     struct lrt_state *s = st ? st : &fallback;
 
     if (cl->n_eps == 0)
         return -1;
-    int a = random_usable(cl, s, req, -1);
+    int a = keel_balancer_random_usable(cl, &s->rng, req, -1);
     if (a < 0)
         return -1;
-    int b = random_usable(cl, s, req, a);
+    int b = keel_balancer_random_usable(cl, &s->rng, req, a);
     if (b < 0)
         return a;
     const struct keel_endpoint *ea = &cl->eps[a], *eb = &cl->eps[b];

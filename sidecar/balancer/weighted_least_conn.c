@@ -110,19 +110,14 @@ static uint32_t draw_weighted(struct wlc_state *s)
 static int random_usable(const struct keel_cluster *cl, struct wlc_state *s,
                          const struct keel_lb_req *req, int avoid)
 {
-    uint32_t n = cl->n_eps;
-    int weighted = s->n == n && s->total > 0;
-
-    for (int tries = 0; tries < 4; tries++) {
-        uint32_t i = weighted ? draw_weighted(s) : keel_balancer_rand_below(&s->rng, n);
-        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
-            return (int)i;
+    if (s->n == cl->n_eps && s->total > 0) {
+        for (int tries = 0; tries < 4; tries++) {
+            uint32_t i = draw_weighted(s);
+            if ((int)i != avoid && keel_balancer_usable(cl, req, i))
+                return (int)i;
+        }
     }
-    uint32_t i = keel_balancer_rand_below(&s->rng, n);
-    for (uint32_t k = 0; k < n; k++, i = i + 1 < n ? i + 1 : 0)
-        if ((int)i != avoid && keel_balancer_usable(cl, req, i))
-            return (int)i;
-    return -1;
+    return keel_balancer_random_usable(cl, &s->rng, req, avoid);
 }
 
 static int pick_two_choices(const struct keel_cluster *cl, struct wlc_state *s,
