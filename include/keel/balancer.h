@@ -88,6 +88,20 @@ uint64_t keel_balancer_mix(uint64_t h);
 /** Hash of an endpoint's identity (its name) for rendezvous hashing. [any] */
 uint64_t keel_balancer_ep_hash(const struct keel_endpoint *ep);
 
+/* Per-worker state of the rendezvous-hashing policies (ip_hash, hash): each endpoint's
+ * identity hash, computed once per snapshot. */
+struct keel_rendezvous_state {
+    uint32_t n;    /* cl->n_eps when created */
+    int uniform;   /* all endpoints have the same weight: compare raw hashes, no log() */
+    uint64_t id[]; /* keel_balancer_ep_hash() of each endpoint */
+};
+
+/** state_new of the rendezvous policies. @return NULL on ENOMEM. [worker] */
+void *keel_balancer_rendezvous_state_new(const struct keel_cluster *cl);
+
+/** state_free for states that are one malloc() block. [worker] */
+void keel_balancer_state_free(void *st);
+
 /** Weighted rendezvous score -weight / ln(u), u from h uniform in (0,1): the endpoint with the
  *  highest score wins with probability weight / total weight, independently per key. [any] */
 double keel_balancer_rendezvous(uint64_t h, uint32_t weight);

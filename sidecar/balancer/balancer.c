@@ -2,6 +2,7 @@
 /* Balancer registry and helpers shared by every policy (exclusion test, key hashing). */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <stdint.h>
@@ -105,4 +106,24 @@ int keel_balancer_random_usable(const struct keel_cluster *cl, uint64_t *rng,
         if ((int)i != avoid && keel_balancer_usable(cl, req, i))
             return (int)i;
     return -1;
+}
+
+void *keel_balancer_rendezvous_state_new(const struct keel_cluster *cl)
+{
+    struct keel_rendezvous_state *s = malloc(sizeof(*s) + (size_t)cl->n_eps * sizeof(s->id[0]));
+    if (s == NULL)
+        return NULL;
+    s->n = cl->n_eps;
+    s->uniform = 1;
+    for (uint32_t i = 0; i < cl->n_eps; i++) {
+        s->id[i] = keel_balancer_ep_hash(&cl->eps[i]);
+        if (cl->eps[i].weight != cl->eps[0].weight)
+            s->uniform = 0;
+    }
+    return s;
+}
+
+void keel_balancer_state_free(void *st)
+{
+    free(st);
 }

@@ -14,12 +14,6 @@
  * number of endpoints a key walks past stays small. */
 #define HASH_LOAD_FACTOR 1.25
 
-struct hash_state {
-    uint32_t n;    /* cl->n_eps when created */
-    int uniform;   /* all endpoints have the same weight: compare raw hashes, no log() */
-    uint64_t id[]; /* hash of each endpoint's name, its identity across snapshots */
-};
-
 /*
  * The endpoints in the key's rendezvous order, skipping those at or above their load bound
  * ceil(1.25 x (in flight + 1) x weight / total weight): the first one left is the
@@ -29,7 +23,7 @@ struct hash_state {
  */
 static int hash_pick(const struct keel_cluster *cl, void *st, const struct keel_lb_req *req)
 {
-    const struct hash_state *s = st;
+    const struct keel_rendezvous_state *s = st;
     uint64_t key = req->hash;
     uint64_t total_active = 0, total_weight = 0;
 
@@ -73,31 +67,10 @@ static int hash_pick(const struct keel_cluster *cl, void *st, const struct keel_
     return best >= 0 ? best : first;
 }
 
-static void *hash_state_new(const struct keel_cluster *cl)
-{
-    struct hash_state *s = malloc(sizeof(*s) + (size_t)cl->n_eps * sizeof(s->id[0]));
-
-    if (s == NULL)
-        return NULL;
-    s->n = cl->n_eps;
-    s->uniform = 1;
-    for (uint32_t i = 0; i < cl->n_eps; i++) {
-        s->id[i] = keel_balancer_ep_hash(&cl->eps[i]);
-        if (cl->eps[i].weight != cl->eps[0].weight)
-            s->uniform = 0;
-    }
-    return s;
-}
-
-static void hash_state_free(void *st)
-{
-    free(st);
-}
-
 const struct keel_lb_ops keel_lb_hash = {
     .name = "hash",
-    .state_new = hash_state_new,
-    .state_free = hash_state_free,
+    .state_new = keel_balancer_rendezvous_state_new,
+    .state_free = keel_balancer_state_free,
     .pick = hash_pick,
 };
 

@@ -8,15 +8,9 @@
 #include <string.h>
 #include "keel/balancer.h"
 
-struct iph_state {
-    uint32_t n;    /* cl->n_eps when created */
-    int uniform;   /* all endpoints have the same weight: compare raw hashes, no log() */
-    uint64_t id[]; /* hash of each endpoint's name, its identity across snapshots */
-};
-
 static int iph_pick(const struct keel_cluster *cl, void *st, const struct keel_lb_req *req)
 {
-    const struct iph_state *s = st;
+    const struct keel_rendezvous_state *s = st;
     int best = -1;
     uint64_t best_h = 0;
     double best_score = 0;
@@ -45,30 +39,9 @@ static int iph_pick(const struct keel_cluster *cl, void *st, const struct keel_l
     return best;
 }
 
-static void *iph_state_new(const struct keel_cluster *cl)
-{
-    struct iph_state *s = malloc(sizeof(*s) + (size_t)cl->n_eps * sizeof(s->id[0]));
-
-    if (s == NULL)
-        return NULL;
-    s->n = cl->n_eps;
-    s->uniform = 1;
-    for (uint32_t i = 0; i < cl->n_eps; i++) {
-        s->id[i] = keel_balancer_ep_hash(&cl->eps[i]);
-        if (cl->eps[i].weight != cl->eps[0].weight)
-            s->uniform = 0;
-    }
-    return s;
-}
-
-static void iph_state_free(void *st)
-{
-    free(st);
-}
-
 const struct keel_lb_ops keel_lb_ip_hash = {
     .name = "ip_hash",
-    .state_new = iph_state_new,
-    .state_free = iph_state_free,
+    .state_new = keel_balancer_rendezvous_state_new,
+    .state_free = keel_balancer_state_free,
     .pick = iph_pick,
 };

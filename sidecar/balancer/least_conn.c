@@ -76,14 +76,9 @@ static void *lc_state_new(const struct keel_cluster *cl)
     return s;
 }
 
-static void lc_state_free(void *st)
-{
-    free(st);
-}
-
 const struct keel_lb_ops keel_lb_least_conn = {
     .name = "least_conn",
     .state_new = lc_state_new,
-    .state_free = lc_state_free,
+    .state_free = keel_balancer_state_free,
     .pick = lc_pick,
 };

@@ -82,14 +82,9 @@ static void *lrt_state_new(const struct keel_cluster *cl)
     return s;
 }
 
-static void lrt_state_free(void *st)
-{
-    free(st);
-}
-
 const struct keel_lb_ops keel_lb_least_response_time = {
     .name = "least_response_time",
     .state_new = lrt_state_new,
-    .state_free = lrt_state_free,
+    .state_free = keel_balancer_state_free,
     .pick = lrt_pick,
 };

@@ -44,14 +44,9 @@ static void *rnd_state_new(const struct keel_cluster *cl)
     return s;
 }
 
-static void rnd_state_free(void *st)
-{
-    free(st);
-}
-
 const struct keel_lb_ops keel_lb_random = {
     .name = "random",
     .state_new = rnd_state_new,
-    .state_free = rnd_state_free,
+    .state_free = keel_balancer_state_free,
     .pick = rnd_pick,
 };

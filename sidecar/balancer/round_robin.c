@@ -33,14 +33,9 @@ static void *rr_state_new(const struct keel_cluster *cl)
     return calloc(1, sizeof(struct rr_state));
 }
 
-static void rr_state_free(void *st)
-{
-    free(st);
-}
-
 const struct keel_lb_ops keel_lb_round_robin = {
     .name = "round_robin",
     .state_new = rr_state_new,
-    .state_free = rr_state_free,
+    .state_free = keel_balancer_state_free,
     .pick = rr_pick,
 };

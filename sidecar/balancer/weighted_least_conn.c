@@ -166,14 +166,9 @@ static void *wlc_state_new(const struct keel_cluster *cl)
     return s;
 }
 
-static void wlc_state_free(void *st)
-{
-    free(st);
-}
-
 const struct keel_lb_ops keel_lb_weighted_least_conn = {
     .name = "weighted_least_conn",
     .state_new = wlc_state_new,
-    .state_free = wlc_state_free,
+    .state_free = keel_balancer_state_free,
     .pick = wlc_pick,
 };

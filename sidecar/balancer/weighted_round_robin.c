@@ -65,14 +65,9 @@ static void *wrr_state_new(const struct keel_cluster *cl)
     return s;
 }
 
-static void wrr_state_free(void *st)
-{
-    free(st);
-}
-
 const struct keel_lb_ops keel_lb_weighted_round_robin = {
     .name = "weighted_round_robin",
     .state_new = wrr_state_new,
-    .state_free = wrr_state_free,
+    .state_free = keel_balancer_state_free,
     .pick = wrr_pick,
 };
