@@ -750,3 +750,68 @@ def ws_recv(client):
     elif n == 127:
         n = int.from_bytes(client.read_exact(8), "big")
     return bool(b0 & 0x80), b0 & 0x0F, client.read_exact(n)
+
+
+class ScriptedBackend:
+    """A tiny in-process HTTP/1.1 backend that misbehaves on purpose (keep-alive). Each request
+    head is counted (`count`) and its X-Request-Id recorded (`ids`); then, by mode:
+    "500" answers 500, "503" answers 503, "503-raN" answers 503 with Retry-After: N,
+    "reset" closes the connection with a RST, "slow" answers 200 after 2 s. Every answer
+    carries X-Backend-Id: ident. Call close() (e.g. with addCleanup)."""
+
+    def __init__(self, mode, ident="scripted"):
+        self.mode = mode
+        self.ident = ident
+        self.count = 0
+        self.ids = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+
+    def _answer(self, c, status, body, extra=b""):
+        c.sendall(b"HTTP/1.1 " + status + b"\r\nX-Backend-Id: " + self.ident.encode()
+                  + b"\r\n" + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def _conn(self, c):
+        buf = b""
+        with c:
+            while True:
+                try:
+                    d = c.recv(65536)
+                except OSError:
+                    return
+                if not d:
+                    return
+                buf += d
+                while b"\r\n\r\n" in buf:
+                    head, buf = buf.split(b"\r\n\r\n", 1)
+                    self.count += 1
+                    for line in head.split(b"\r\n"):
+                        if line.lower().startswith(b"x-request-id:"):
+                            self.ids.append(line.split(b":", 1)[1].strip().decode())
+                    if self.mode == "reset":
+                        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                        return
+                    if self.mode == "slow":
+                        time.sleep(2)
+                        self._answer(c, b"200 OK", b"ok\n")
+                    elif self.mode == "500":
+                        self._answer(c, b"500 Internal Server Error", b"broken\n")
+                    else:
+                        extra = b""
+                        if self.mode.startswith("503-ra"):
+                            extra = b"Retry-After: " + self.mode[6:].encode() + b"\r\n"
+                        self._answer(c, b"503 Service Unavailable", b"busy\n", extra)
+
+    def close(self):
+        self.sock.close()

@@ -3,56 +3,10 @@
 workers, eject it; keel never ejects more than max_ejection_percent of a cluster."""
 
 import json
-import socket
-import threading
 import unittest
 
-from keeltest import KeelTestCase, cluster, http_listener, keel_yaml, wait_for
-
-
-class Always500:
-    """A backend that answers every request with 500 and its id (keep-alive)."""
-
-    def __init__(self, ident):
-        self.ident = ident
-        self.count = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.stop = False
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while not self.stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.conn, args=(c,), daemon=True).start()
-
-    def conn(self, c):
-        buf = b""
-        with c:
-            while True:
-                try:
-                    d = c.recv(65536)
-                except OSError:
-                    return
-                if not d:
-                    return
-                buf += d
-                while b"\r\n\r\n" in buf:
-                    _, buf = buf.split(b"\r\n\r\n", 1)
-                    self.count += 1
-                    body = b"broken\n"
-                    c.sendall(b"HTTP/1.1 500 Internal Server Error\r\nX-Backend-Id: "
-                              + self.ident.encode() + b"\r\nContent-Length: %d\r\n\r\n"
-                              % len(body) + body)
-
-    def close(self):
-        self.stop = True
-        self.sock.close()
+from keeltest import (KeelTestCase, ScriptedBackend, cluster, http_listener, keel_yaml,
+                      wait_for)
 
 
 class PassiveOutlierTest(KeelTestCase):
@@ -64,7 +18,7 @@ class PassiveOutlierTest(KeelTestCase):
 
     def test_consecutive_5xx_ejects(self):
         good = [self.start_backend("g%d" % i) for i in range(3)]
-        bad = Always500("bad")
+        bad = ScriptedBackend("500", "bad")
         self.addCleanup(bad.close)
         port, admin = self.free_port(), self.free_port()
         k = self.start_keel(keel_yaml(
@@ -86,7 +40,7 @@ class PassiveOutlierTest(KeelTestCase):
 
     def test_5xx_not_counted_by_default(self):
         good = self.start_backend("g")
-        bad = Always500("bad")
+        bad = ScriptedBackend("500", "bad")
         self.addCleanup(bad.close)
         port, admin = self.free_port(), self.free_port()
         k = self.start_keel(keel_yaml(
@@ -100,7 +54,7 @@ class PassiveOutlierTest(KeelTestCase):
 
     def test_ejection_expires_and_probe_decides(self):
         good = self.start_backend("g")
-        bad = Always500("bad")
+        bad = ScriptedBackend("500", "bad")
         self.addCleanup(bad.close)
         port, admin = self.free_port(), self.free_port()
         k = self.start_keel(keel_yaml(

@@ -4,66 +4,10 @@ POST that may have reached the application is never replayed (request ids counte
 backends); configured statuses are retried for idempotent requests only."""
 
 import re
-import socket
 import threading
-import time
 import unittest
 
-from keeltest import KeelTestCase, cluster, http_listener, keel_yaml
-
-
-class Flaky:
-    """Reads one request head, records its X-Request-Id, then resets or answers 503."""
-
-    def __init__(self, mode):
-        self.mode = mode
-        self.ids = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.conn, args=(c,), daemon=True).start()
-
-    def conn(self, c):
-        buf = b""
-        with c:
-            while True:
-                try:
-                    d = c.recv(65536)
-                except OSError:
-                    return
-                if not d:
-                    return
-                buf += d
-                while b"\r\n\r\n" in buf:
-                    head, buf = buf.split(b"\r\n\r\n", 1)
-                    for line in head.split(b"\r\n"):
-                        if line.lower().startswith(b"x-request-id:"):
-                            self.ids.append(line.split(b":", 1)[1].strip().decode())
-                    if self.mode == "reset":
-                        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
-                        return
-                    if self.mode == "slow":
-                        time.sleep(2)
-                        c.sendall(b"HTTP/1.1 200 OK\r\nX-Backend-Id: slow\r\n"
-                                  b"Content-Length: 3\r\n\r\nok\n")
-                        continue
-                    extra = b""
-                    if self.mode.startswith("503-ra"):
-                        extra = b"Retry-After: " + self.mode[6:].encode() + b"\r\n"
-                    c.sendall(b"HTTP/1.1 503 Service Unavailable\r\n" + extra
-                              + b"Content-Length: 5\r\n\r\nbusy\n")
-
-    def close(self):
-        self.sock.close()
+from keeltest import KeelTestCase, ScriptedBackend, cluster, http_listener, keel_yaml
 
 
 class RetryTest(KeelTestCase):
@@ -81,7 +25,7 @@ class RetryTest(KeelTestCase):
         return [e["headers"] for e in self.good.log()]
 
     def test_get_retried_post_never_replayed(self):
-        flaky = Flaky("reset")
+        flaky = ScriptedBackend("reset")
         self.addCleanup(flaky.close)
         self.start(flaky)
         for i in range(10):
@@ -106,7 +50,7 @@ class RetryTest(KeelTestCase):
         self.assertRegex(m, r'keel_cluster_retries_total\{cluster="c"\} [1-9]')
 
     def test_status_retry_only_for_idempotent(self):
-        flaky = Flaky("503")
+        flaky = ScriptedBackend("503")
         self.addCleanup(flaky.close)
         self.start(flaky, retries={"on_status": [503]})
         for i in range(10):
@@ -126,7 +70,7 @@ class RetryTest(KeelTestCase):
     def test_retry_after_honoured_or_passed_on(self):
         # Retry-After: 0 -> retried elsewhere; Retry-After: 30 -> the client gets the 503.
         for mode, want in (("503-ra0", 200), ("503-ra30", 503)):
-            flaky = Flaky(mode)
+            flaky = ScriptedBackend(mode)
             self.addCleanup(flaky.close)
             self.start(flaky, retries={"on_status": [503]})
             results = [self.client(self.port).get("/g").status for _ in range(6)]
@@ -140,7 +84,7 @@ class RetryTest(KeelTestCase):
             self.k.stopped_by_test = True
 
     def test_per_try_timeout_moves_on(self):
-        slow = Flaky("slow")  # answers 200 only after 2 s
+        slow = ScriptedBackend("slow", "slow")  # answers 200 only after 2 s
         self.addCleanup(slow.close)
         self.good = self.start_backend("good")
         self.port, self.admin = self.free_port(), self.free_port()
@@ -159,7 +103,7 @@ class RetryTest(KeelTestCase):
         # Half of 24 concurrent slow GETs meet an endpoint that resets; their retries go to
         # the other endpoint, which takes 3 s to answer, so retries pile up in flight.
         # The budget allows max(3, 20% of requests in flight) of them; the rest get 502.
-        flaky = Flaky("reset")
+        flaky = ScriptedBackend("reset")
         self.addCleanup(flaky.close)
         self.start(flaky)
         n = 24
