@@ -5,7 +5,8 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
       libev-dev libcurl4-openssl-dev libjansson-dev libssl-dev libnghttp2-dev
-      libc-ares-dev libyaml-dev python3 curl prometheus dnsmasq-base)
+      libc-ares-dev libyaml-dev python3 curl prometheus dnsmasq-base
+      nghttp2-client nghttp2-server python3-h2 python3-grpcio openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -27,7 +27,7 @@ int keel_config_resolve_names = 1;
 #define MAX_FILE_SIZE (16u << 20)
 #define MAX_NAME_LEN 128
 #define PATHLEN 256
-#define MAX_KEYS 24
+#define MAX_KEYS 32
 
 struct errpos {
     size_t line, col, seq;
@@ -1310,6 +1310,156 @@ static void parse_endpoints(struct ctx *c, struct keel_cfg_cluster *cl, yaml_nod
     }
 }
 
+/* A file keel must read at start-up: reported here, with its position, when it cannot be. */
+static void get_file(struct ctx *c, yaml_node_t *n, const char *path, const char *what, char **out)
+{
+    struct qbuf q;
+    if (get_str(c, n, path, what, 0, out) != 0)
+        return;
+    if (access(*out, R_OK) != 0)
+        err(c, n, path, "cannot read %s %s: %s", what, quotez(&q, *out), strerror(errno));
+}
+
+/* The "cert" and "key" values v[0], v[1] of mapping n (either may be NULL). */
+static void get_cert(struct ctx *c, struct keel_cfg_cert *ct, yaml_node_t *n, const char *path,
+                     yaml_node_t **v)
+{
+    static const char *const keys[] = {"cert", "key"};
+    char kpath[PATHLEN];
+    for (size_t i = 0; i < 2; i++) {
+        path_key(kpath, path, keys[i]);
+        if (!v[i])
+            missing(c, n, path, keys[i], i ? " (the private key file, PEM)" : " (PEM file)");
+        else
+            get_file(c, v[i], kpath, i ? "key file" : "certificate file", i ? &ct->key : &ct->cert);
+    }
+}
+
+/* "{cert: F, key: F}" */
+static void parse_cert(struct ctx *c, struct keel_cfg_cert *ct, yaml_node_t *n, const char *path)
+{
+    static const char *const keys[] = {"cert", "key"};
+    yaml_node_t *v[2];
+    if (fields(c, n, path, keys, 2, v) == 0)
+        get_cert(c, ct, n, path, v);
+}
+
+/* Listener "tls: {cert, key | certificates: [...], client_ca, min_version, ciphers,
+ * ciphersuites}" */
+static void parse_tls_server(struct ctx *c, struct keel_cfg_tls_server *t, yaml_node_t *n,
+                             const char *path)
+{
+    static const char *const keys[] = {"cert",        "key",     "certificates", "client_ca",
+                                       "min_version", "ciphers", "ciphersuites"};
+    static const char *const versions[] = {"1.2", "1.3"};
+    yaml_node_t *v[7];
+    char kpath[PATHLEN], ipath[PATHLEN];
+    if (fields(c, n, path, keys, 7, v))
+        return;
+    t->enabled = 1;
+    if (v[2] && (v[0] || v[1])) {
+        path_key(kpath, path, "certificates");
+        err(c, v[2], kpath, "use either cert/key or certificates, not both");
+    } else if (v[2]) {
+        path_key(kpath, path, "certificates");
+        if (enter(c, v[2], kpath, YAML_SEQUENCE_NODE, "a sequence of {cert, key}") == 0) {
+            size_t count =
+                (size_t)(v[2]->data.sequence.items.top - v[2]->data.sequence.items.start);
+            if (count == 0 || count > 64) {
+                err(c, v[2], kpath, "expected 1 to 64 certificates, found %zu", count);
+            } else if (!(t->certs = calloc(count, sizeof(*t->certs)))) {
+                c->nomem = 1;
+            } else {
+                t->n_certs = count;
+                for (size_t i = 0; i < count; i++) {
+                    yaml_node_t *item = node_at(c, v[2]->data.sequence.items.start[i]);
+                    path_idx(ipath, kpath, i);
+                    if (item)
+                        parse_cert(c, &t->certs[i], item, ipath);
+                }
+            }
+        }
+    } else if (v[0] || v[1]) {
+        if (!(t->certs = calloc(1, sizeof(*t->certs)))) {
+            c->nomem = 1;
+            return;
+        }
+        t->n_certs = 1;
+        get_cert(c, &t->certs[0], n, path, v);
+    } else {
+        missing(c, n, path, "cert", " (and \"key\", or \"certificates: [{cert, key}]\")");
+    }
+    if (v[3]) {
+        path_key(kpath, path, "client_ca");
+        get_file(c, v[3], kpath, "CA file", &t->client_ca);
+    }
+    t->min_version = 0x0303;
+    if (v[4]) {
+        int ver = 0;
+        path_key(kpath, path, "min_version");
+        get_choice(c, v[4], kpath, "TLS version", versions, 2, &ver);
+        t->min_version = ver == 1 ? 0x0304 : 0x0303;
+    }
+    if (v[5]) {
+        path_key(kpath, path, "ciphers");
+        get_str(c, v[5], kpath, "an OpenSSL cipher list", 0, &t->ciphers);
+    }
+    if (v[6]) {
+        path_key(kpath, path, "ciphersuites");
+        get_str(c, v[6], kpath, "a TLS 1.3 cipher suite list", 0, &t->ciphersuites);
+    }
+}
+
+/* Cluster "tls: {ca_file, verify, sni, cert, key}" */
+static void parse_tls_client(struct ctx *c, struct keel_cfg_tls_client *t, yaml_node_t *n,
+                             const char *path)
+{
+    static const char *const keys[] = {"ca_file", "verify", "sni", "cert", "key"};
+    yaml_node_t *v[5];
+    char kpath[PATHLEN];
+    if (fields(c, n, path, keys, 5, v))
+        return;
+    t->enabled = 1;
+    t->verify = 1;
+    if (v[0]) {
+        path_key(kpath, path, "ca_file");
+        get_file(c, v[0], kpath, "CA file", &t->ca_file);
+    }
+    if (v[1]) {
+        path_key(kpath, path, "verify");
+        get_bool(c, v[1], kpath, &t->verify);
+    }
+    if (v[2]) {
+        path_key(kpath, path, "sni");
+        get_str(c, v[2], kpath, "a server name", 0, &t->sni);
+    }
+    if (v[3] || v[4])
+        get_cert(c, &t->client, n, path, v + 3);
+}
+
+/* Listener "http2: {enabled, max_concurrent_streams, initial_window_size}" */
+static void parse_h2_server(struct ctx *c, struct keel_cfg_h2_server *h, yaml_node_t *n,
+                            const char *path)
+{
+    static const char *const keys[] = {"enabled", "max_concurrent_streams", "initial_window_size"};
+    yaml_node_t *v[3];
+    char kpath[PATHLEN];
+    if (fields(c, n, path, keys, 3, v))
+        return;
+    if (v[0]) {
+        path_key(kpath, path, "enabled");
+        get_bool(c, v[0], kpath, &h->enabled);
+    }
+    if (v[1]) {
+        path_key(kpath, path, "max_concurrent_streams");
+        get_u32(c, v[1], kpath, 1, 10000, &h->max_concurrent_streams);
+    }
+    if (v[2]) {
+        path_key(kpath, path, "initial_window_size");
+        get_size32(c, v[2], kpath, 65535, 16u << 20, &h->initial_window_size);
+    }
+}
+
 enum {
     C_NAME,
     C_LB,
@@ -1332,6 +1482,9 @@ enum {
     C_SLOW_START,
     C_RETRIES,
     C_STICKY,
+    C_PROTOCOL,
+    C_HTTP2,
+    C_TLS,
     C__N
 };
 
@@ -1351,6 +1504,8 @@ void keel_config_cluster_defaults(struct keel_cfg_cluster *cl)
     cl->slow_start_min_percent = 10;
     cl->retry_max = 2;
     cl->retry_budget_percent = 20;
+    cl->h2_max_streams = 100;
+    cl->h2_keepalive_timeout_ms = 10000;
 }
 
 /* "retries: {max: 2, on_status: [502, 503, 504], budget_percent: 20}" */
@@ -1907,8 +2062,12 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
                                            "hash_on",
                                            "slow_start",
                                            "retries",
-                                           "sticky"};
+                                           "sticky",
+                                           "protocol",
+                                           "http2",
+                                           "tls"};
     static const char *const tkeys[] = {"connect", "response", "idle"};
+    static const char *const up_protos[] = {"http1", "h2", "grpc"};
     struct keel_cfg_cluster *cl = &cfg->clusters[idx];
     yaml_node_t *v[C__N], *t[3];
     char kpath[PATHLEN], tpath[PATHLEN];
@@ -1978,6 +2137,40 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
     if (v[C_OUTLIER]) {
         path_key(kpath, path, "outlier");
         parse_outlier(c, &cl->outlier, v[C_OUTLIER], kpath);
+    }
+    if (v[C_PROTOCOL]) {
+        int p = 0;
+        path_key(kpath, path, "protocol");
+        get_choice(c, v[C_PROTOCOL], kpath, "upstream protocol", up_protos, 3, &p);
+        cl->protocol = (enum keel_upstream_proto)p;
+    }
+    cl->h2_keepalive_ms = cl->protocol == KEEL_UP_GRPC ? 30000 : 0;
+    if (v[C_HTTP2]) {
+        static const char *const hkeys[] = {"max_concurrent_streams", "keepalive_interval",
+                                            "keepalive_timeout"};
+        yaml_node_t *hv[3];
+        char hpath[PATHLEN];
+        path_key(hpath, path, "http2");
+        if (cl->protocol == KEEL_UP_HTTP1) {
+            err(c, v[C_HTTP2], hpath,
+                "\"http2\" settings are only for clusters with \"protocol: h2\" or \"grpc\"");
+        } else if (fields(c, v[C_HTTP2], hpath, hkeys, 3, hv) == 0) {
+            if (hv[0]) {
+                path_key(kpath, hpath, hkeys[0]);
+                get_u32(c, hv[0], kpath, 1, 10000, &cl->h2_max_streams);
+            }
+            for (size_t i = 1; i < 3; i++) {
+                if (!hv[i])
+                    continue;
+                path_key(kpath, hpath, hkeys[i]);
+                get_duration(c, hv[i], kpath, i == 1 ? 0 : 1,
+                             i == 1 ? &cl->h2_keepalive_ms : &cl->h2_keepalive_timeout_ms);
+            }
+        }
+    }
+    if (v[C_TLS]) {
+        path_key(kpath, path, "tls");
+        parse_tls_client(c, &cl->tls, v[C_TLS], kpath);
     }
     if (v[C_PANIC]) {
         path_key(kpath, path, "panic_threshold");
@@ -2230,13 +2423,24 @@ static void parse_routes(struct ctx *c, struct keel_cfg *cfg, struct keel_cfg_li
     }
 }
 
-enum { L_NAME, L_ADDRESS, L_PROTOCOL, L_ROUTES, L_CLUSTER, L_LIMITS, L_TIMEOUTS, L__N };
+enum {
+    L_NAME,
+    L_ADDRESS,
+    L_PROTOCOL,
+    L_ROUTES,
+    L_CLUSTER,
+    L_LIMITS,
+    L_TIMEOUTS,
+    L_HTTP2,
+    L_TLS,
+    L__N
+};
 
 static void parse_listener(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_node_t *n,
                            const char *path)
 {
-    static const char *const keys[L__N] = {"name",    "address", "protocol", "routes",
-                                           "cluster", "limits",  "timeouts"};
+    static const char *const keys[L__N] = {"name",   "address",  "protocol", "routes", "cluster",
+                                           "limits", "timeouts", "http2",    "tls"};
     static const char *const protos[] = {"http", "tcp"};
     static const char *const lkeys[] = {"max_request_line", "max_header_size", "max_headers",
                                         "max_body_size", "max_connections"};
@@ -2322,6 +2526,17 @@ static void parse_listener(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml
             get_duration(c, s[i], kpath, 1, dst[i]);
         }
     }
+    if (v[L_HTTP2]) {
+        path_key(kpath, path, "http2");
+        if (l->proto == KEEL_LISTEN_TCP)
+            err(c, v[L_HTTP2], kpath, "\"http2\" is only for http listeners");
+        else
+            parse_h2_server(c, &l->h2, v[L_HTTP2], kpath);
+    }
+    if (v[L_TLS]) {
+        path_key(kpath, path, "tls");
+        parse_tls_server(c, &l->tls, v[L_TLS], kpath);
+    }
     if (!proto_ok)
         return; /* which of routes/cluster belongs here is unknown: do not guess */
     if (l->proto == KEEL_LISTEN_HTTP) {
@@ -2385,6 +2600,9 @@ static void parse_listeners(struct ctx *c, struct keel_cfg *cfg, yaml_node_t *n)
         l->keepalive_timeout_ms = 60000;
         l->idle_timeout_ms = 60000;
         l->max_connections = 10000;
+        l->h2.enabled = 1;
+        l->h2.max_concurrent_streams = 100;
+        l->h2.initial_window_size = 256 * 1024;
         yaml_node_t *item = node_at(c, n->data.sequence.items.start[i]);
         char ipath[PATHLEN];
         path_idx(ipath, "listeners", i);
@@ -2601,6 +2819,14 @@ void keel_config_free(struct keel_cfg *cfg)
             free(r->cluster);
         }
         free(l->routes);
+        for (size_t j = 0; j < l->tls.n_certs; j++) {
+            free(l->tls.certs[j].cert);
+            free(l->tls.certs[j].key);
+        }
+        free(l->tls.certs);
+        free(l->tls.client_ca);
+        free(l->tls.ciphers);
+        free(l->tls.ciphersuites);
         free(l->name);
         free(l->addr.text);
         free(l->cluster);
@@ -2626,6 +2852,11 @@ void keel_config_free(struct keel_cfg *cfg)
         free(cl->health_check.expect_header.value);
         free(cl->hash_on.name);
         free(cl->sticky_cookie);
+        free(cl->health_check.grpc_service);
+        free(cl->tls.ca_file);
+        free(cl->tls.sni);
+        free(cl->tls.client.cert);
+        free(cl->tls.client.key);
     }
     free(cfg->clusters);
     free(cfg->consul.address);

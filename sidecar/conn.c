@@ -52,6 +52,8 @@ ssize_t keel_sock_read(struct keel_sock *s, size_t max)
 {
     if (s->in.len >= max)
         return KEEL_EAGAIN;
+    if (s->vops)
+        return s->vops->read(s, max);
     size_t want = max - s->in.len;
     if (want > KEEL_BUF_CHUNK * 4)
         want = KEEL_BUF_CHUNK * 4;
@@ -81,6 +83,8 @@ ssize_t keel_sock_read(struct keel_sock *s, size_t max)
 
 ssize_t keel_sock_flush(struct keel_sock *s, const char *extra, size_t extra_len)
 {
+    if (s->vops)
+        return s->vops->flush(s, extra, extra_len);
     struct iovec iov[2];
     int n = 0;
     if (s->out.len) {
@@ -115,13 +119,74 @@ ssize_t keel_sock_flush(struct keel_sock *s, const char *extra, size_t extra_len
 
 void keel_sock_close(struct ev_loop *loop, struct keel_sock *s)
 {
+    if (s->vops) {
+        /* A fed event may still be pending for the owner: it must not run. */
+        ev_clear_pending(loop, &s->rio);
+        ev_clear_pending(loop, &s->wio);
+        const struct keel_vsock_ops *ops = s->vops;
+        s->vops = NULL;
+        ops->close(s);
+        s->vctx = NULL;
+    }
     ev_io_stop(loop, &s->rio);
     ev_io_stop(loop, &s->wio);
+    s->want_r = s->want_w = 0;
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
     keel_buf_free(&s->in);
     keel_buf_free(&s->out);
+}
+
+void keel_sock_want(struct ev_loop *loop, struct keel_sock *s, int rd, int wr)
+{
+    if (s->vops) {
+        s->want_r = rd != 0;
+        s->want_w = wr != 0;
+        if (rd || wr)
+            s->vops->want(loop, s);
+        return;
+    }
+    /* Other code (pool, tunnel) starts and stops these watchers directly: libev's own
+     * active flag is the truth, and start/stop of a watcher already so is a no-op. */
+    s->want_r = rd != 0;
+    s->want_w = wr != 0;
+    if (rd)
+        ev_io_start(loop, &s->rio);
+    else
+        ev_io_stop(loop, &s->rio);
+    if (wr)
+        ev_io_start(loop, &s->wio);
+    else
+        ev_io_stop(loop, &s->wio);
+}
+
+void keel_sock_feed(struct ev_loop *loop, struct keel_sock *s, int ev)
+{
+    if ((ev & EV_READ) && s->want_r)
+        ev_feed_event(loop, &s->rio, EV_READ);
+    if ((ev & EV_WRITE) && s->want_w)
+        ev_feed_event(loop, &s->wio, EV_WRITE);
+}
+
+void keel_sock_shutdown(struct keel_sock *s)
+{
+    s->wr_shut = 1;
+    if (s->vops)
+        s->vops->shutdown(s);
+    else if (s->fd >= 0)
+        shutdown(s->fd, SHUT_WR);
+}
+
+int keel_sock_connect_result(struct keel_sock *s)
+{
+    if (s->vops)
+        return s->vops->connect_result(s);
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+        soerr = errno;
+    return soerr ? keel_err_from_errno(soerr) : 0;
 }
 
 int keel_sock_setup(int fd)

@@ -5,15 +5,45 @@
 
 #include "worker.h"
 
-/* A non-blocking socket with its watchers and buffers. */
+struct keel_sock;
+
+/*
+ * A virtual socket: one HTTP/2 stream that the HTTP/1.1 exchange code (http_proxy.c) reads and
+ * writes as if it were a connection carrying HTTP/1.1 bytes (h2_server.c on the client side,
+ * h2_upstream.c on the upstream side translate). The watchers of a virtual socket are never
+ * started: the owner's wishes are kept in want_r/want_w, and the implementation feeds EV_READ
+ * / EV_WRITE to them (keel_sock_feed) when it has bytes for the owner or room for its output.
+ */
+struct keel_vsock_ops {
+    /** Moves bytes for the owner into s->in (at most max buffered in total). Same returns as
+     *  keel_sock_read: >0, 0 at the end of the stream (sets rd_eof), KEEL_EAGAIN, or an error. */
+    ssize_t (*read)(struct keel_sock *s, size_t max);
+    /** Takes s->out (consuming what it took) and then up to extra_len bytes of extra. Same
+     *  returns as keel_sock_flush. */
+    ssize_t (*flush)(struct keel_sock *s, const char *extra, size_t extra_len);
+    /** want_r / want_w changed (or were set again): feed events that can be met now. */
+    void (*want)(struct ev_loop *loop, struct keel_sock *s);
+    /** The owner sends no more bytes (SHUT_WR). */
+    void (*shutdown)(struct keel_sock *s);
+    /** The owner is done with the stream; s->vctx must not be used afterwards. */
+    void (*close)(struct keel_sock *s);
+    /** Upstream side: 0 once the stream can carry the request, or a KEEL_E* connect error. */
+    int (*connect_result)(struct keel_sock *s);
+};
+
+/* A non-blocking socket (or a virtual one) with its watchers and buffers. */
 struct keel_sock {
-    int fd;
+    int fd; /* -1 for a virtual socket */
     ev_io rio;
     ev_io wio;
-    struct keel_buf in;   /* bytes read and not yet consumed */
-    struct keel_buf out;  /* bytes owned by this side, queued for writing */
-    unsigned rd_eof : 1;  /* peer sent FIN */
-    unsigned wr_shut : 1; /* we sent FIN */
+    struct keel_buf in;                /* bytes read and not yet consumed */
+    struct keel_buf out;               /* bytes owned by this side, queued for writing */
+    unsigned rd_eof : 1;               /* peer sent FIN */
+    unsigned wr_shut : 1;              /* we sent FIN */
+    unsigned want_r : 1;               /* the owner wants EV_READ (keel_sock_want) */
+    unsigned want_w : 1;               /* the owner wants EV_WRITE */
+    const struct keel_vsock_ops *vops; /* virtual socket, or NULL */
+    void *vctx;                        /* the implementation's stream */
 };
 
 enum keel_conn_state {
@@ -121,6 +151,10 @@ struct keel_conn {
     unsigned is_tcp : 1;
     unsigned drain : 1;      /* close after the current exchange */
     unsigned in_process : 1; /* parse_requests() is on the stack */
+    unsigned is_stream : 1;  /* an HTTP/2 stream (virtual socket), not a connection */
+    unsigned is_tls : 1;     /* arrived over TLS (X-Forwarded-Proto: https) */
+    unsigned grpc : 1;       /* a gRPC request: keel's own errors become grpc-status */
+    uint32_t deadline_ms;    /* grpc-timeout of the request; 0: none */
     uint32_t served;         /* exchanges completed on this connection */
 };
 
@@ -138,8 +172,18 @@ ssize_t keel_sock_read(struct keel_sock *s, size_t max);
  * caller's to keep.
  */
 ssize_t keel_sock_flush(struct keel_sock *s, const char *extra, size_t extra_len);
-/** Stops watchers, closes the fd, frees the buffers. */
+/** Stops watchers, closes the fd (or closes the virtual stream), frees the buffers. */
 void keel_sock_close(struct ev_loop *loop, struct keel_sock *s);
+/** Sets which events the owner wants: starts/stops a real socket's watchers, or lets a
+ *  virtual socket feed what it can meet now. */
+void keel_sock_want(struct ev_loop *loop, struct keel_sock *s, int rd, int wr);
+/** Virtual socket implementations: invokes the owner's watcher for `ev` (EV_READ or
+ *  EV_WRITE) soon, in this loop iteration, if the owner wants it. */
+void keel_sock_feed(struct ev_loop *loop, struct keel_sock *s, int ev);
+/** Sends FIN (SHUT_WR), or ends a virtual stream's output. */
+void keel_sock_shutdown(struct keel_sock *s);
+/** After a non-blocking connect became writable: 0, or the KEEL_E* connect error. */
+int keel_sock_connect_result(struct keel_sock *s);
 /** Sets O_NONBLOCK and (for TCP) TCP_NODELAY. @return 0 or KEEL_EIO. */
 int keel_sock_setup(int fd);
 
@@ -155,6 +199,18 @@ int keel_sock_setup(int fd);
  */
 struct keel_upconn *keel_up_get(struct keel_worker *w, const struct keel_endpoint *ep,
                                 const struct keel_cluster *cl, int pooled, int *err);
+/**
+ * HTTP/2 clusters (protocol h2 or grpc; h2_upstream.c): a new stream on this worker's shared
+ * connection to the endpoint (opened on first use, more when max concurrent streams is
+ * reached), as an upstream connection with a virtual socket that takes the HTTP/1.1 request
+ * bytes of the exchange and gives back an HTTP/1.1 response (chunked, trailers kept). State
+ * CONNECTING until the stream can be opened. NULL with *err set as keel_up_get.
+ */
+struct keel_upconn *keel_h2up_get(struct keel_worker *w, const struct keel_endpoint *ep,
+                                  const struct keel_cluster *cl, int *err);
+/** Closes every HTTP/2 upstream session of the worker (drain, exit): GOAWAY, then close once
+ *  their streams end. */
+void keel_h2up_close_all(struct keel_worker *w);
 /** Returns a connection to its pool, or closes it when the pool is full or draining. */
 void keel_up_release(struct keel_upconn *u);
 /** Closes a connection (queued for freeing in the prepare watcher). */

@@ -349,7 +349,9 @@ void keel_conn_close(struct keel_conn *c, const char *why)
     if (c->next)
         c->next->prev = c->prev;
     w->n_conns--;
-    atomic_fetch_sub_explicit(&w->rt->lstats[c->listener].active_conns, 1, memory_order_relaxed);
+    if (!c->is_stream)
+        atomic_fetch_sub_explicit(&w->rt->lstats[c->listener].active_conns, 1,
+                                  memory_order_relaxed);
     c->next_close = w->closing;
     w->closing = c;
 }
@@ -473,14 +475,6 @@ static size_t head_limit(const struct keel_conn *c)
     return (size_t)c->lcfg->max_header_size + 1024;
 }
 
-static void set_watcher(struct ev_loop *loop, ev_io *io, int on)
-{
-    if (on)
-        ev_io_start(loop, io);
-    else
-        ev_io_stop(loop, io);
-}
-
 static void update_io(struct keel_conn *c)
 {
     struct ev_loop *loop = c->w->loop;
@@ -502,8 +496,7 @@ static void update_io(struct keel_conn *c)
     }
     if (c->s.rd_eof)
         cr = 0;
-    set_watcher(loop, &c->s.rio, cr);
-    set_watcher(loop, &c->s.wio, cw);
+    keel_sock_want(loop, &c->s, cr, cw);
     if (u && u->state != KEEL_UP_CLOSED) {
         int uw = u->state == KEEL_UP_CONNECTING ||
                  (u->state == KEEL_UP_ACTIVE && (u->s.out.len > 0 || t->req_fwd > 0));
@@ -511,8 +504,7 @@ static void update_io(struct keel_conn *c)
                  (t->resp_state == KEEL_RS_HEAD || t->resp_state == KEEL_RS_BODY) &&
                  u->s.in.len < (t->resp_state == KEEL_RS_HEAD ? RESP_HEAD_MAX + 1 : BODY_BUF) &&
                  c->s.out.len < KEEL_OUT_HIGH_WATER;
-        set_watcher(loop, &u->s.wio, uw);
-        set_watcher(loop, &u->s.rio, ur);
+        keel_sock_want(loop, &u->s, ur, uw);
     }
 }
 
@@ -1179,12 +1171,9 @@ static void on_up_write(struct ev_loop *loop, ev_io *io, int revents)
         return;
     }
     if (u->state == KEEL_UP_CONNECTING) {
-        int soerr = 0;
-        socklen_t sl = sizeof(soerr);
-        if (getsockopt(u->s.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
-            soerr = errno;
-        if (soerr) {
-            connect_failed(c, keel_err_from_errno(soerr));
+        int cerr = keel_sock_connect_result(&u->s);
+        if (cerr) {
+            connect_failed(c, cerr);
             return;
         }
         up_connected(c);
@@ -1491,7 +1480,7 @@ static void on_client_write(struct ev_loop *loop, ev_io *io, int revents)
     }
     if (c->state == KEEL_CS_CLOSING && c->s.out.len == 0) {
         /* Half-close first so a client still sending gets our response, not a reset. */
-        shutdown(c->s.fd, SHUT_WR);
+        keel_sock_shutdown(&c->s);
         keel_conn_close(c, "response sent");
         return;
     }
@@ -1520,7 +1509,7 @@ static void on_client_timer(struct ev_loop *loop, ev_timer *tm, int revents)
         }
         if (req_framing_complete(&c->t))
             return; /* the body arrived; the upstream timers watch the rest */
-        if (!ev_is_active(&c->s.rio)) {
+        if (!c->s.want_r) {
             /* keel stopped reading (upstream backpressure): not the client's stall. */
             client_timer(c, c->lcfg->idle_timeout_ms / 1000.0);
             return;
@@ -1549,6 +1538,7 @@ struct keel_conn *keel_conn_new(struct keel_worker *w, int fd, uint32_t listener
     keel_addr_ip(peer, c->peer_ip, sizeof(c->peer_ip));
     c->peer_hash = keel_balancer_hash(c->peer_ip, strlen(c->peer_ip));
     c->s.fd = fd;
+    c->is_stream = fd < 0;
     ev_io_init(&c->s.rio, on_client_read, fd, EV_READ);
     ev_io_init(&c->s.wio, on_client_write, fd, EV_WRITE);
     c->s.rio.data = c->s.wio.data = c;
@@ -1561,7 +1551,8 @@ struct keel_conn *keel_conn_new(struct keel_worker *w, int fd, uint32_t listener
         w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
-    atomic_fetch_add_explicit(&w->rt->lstats[listener].active_conns, 1, memory_order_relaxed);
+    if (!c->is_stream)
+        atomic_fetch_add_explicit(&w->rt->lstats[listener].active_conns, 1, memory_order_relaxed);
     return c;
 }
 

@@ -122,6 +122,10 @@ void keel_up_release(struct keel_upconn *u)
 {
     struct keel_worker *w = u->w;
     u->owner = NULL;
+    if (u->s.vops) {
+        keel_up_close(u); /* an HTTP/2 stream is not reused; its connection is */
+        return;
+    }
     ev_io_stop(w->loop, &u->s.wio);
     ev_io_stop(w->loop, &u->s.rio);
     ev_timer_stop(w->loop, &u->timer);
@@ -159,6 +163,8 @@ struct keel_upconn *keel_up_get(struct keel_worker *w, const struct keel_endpoin
                                 const struct keel_cluster *cl, int pooled, int *err)
 {
     const struct keel_cfg_cluster *ccfg = cl->cfg;
+    if (ccfg->protocol != KEEL_UP_HTTP1)
+        return keel_h2up_get(w, ep, cl, err); /* a stream on a shared HTTP/2 connection */
     struct keel_pool *p = pooled ? pool_find(w, ep->load, 0) : NULL;
     while (p && p->idle) {
         struct keel_upconn *u = p->idle;

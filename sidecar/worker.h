@@ -116,6 +116,8 @@ struct keel_worker {
     struct keel_upconn *up_closing;
     struct keel_pool *pools; /* open-addressed by load id */
     uint32_t pools_cap;
+    void *h2up; /* h2_upstream.c: this worker's HTTP/2 upstream sessions */
+    void *tls;  /* tls.c: this worker's TLS state, if any */
     uint64_t next_conn_id;
     uint64_t rng;
     ev_tstamp now_cached;

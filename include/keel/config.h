@@ -43,6 +43,47 @@ struct keel_cfg_hash_on {
 
 enum keel_listener_proto { KEEL_LISTEN_HTTP = 0, KEEL_LISTEN_TCP };
 
+/* What a cluster's endpoints speak ("protocol:" of a cluster). */
+enum keel_upstream_proto {
+    KEEL_UP_HTTP1 = 0, /* "http1" (default): HTTP/1.1 keep-alive pool */
+    KEEL_UP_H2,        /* "h2": HTTP/2 cleartext (prior knowledge), or over TLS with ALPN h2 */
+    KEEL_UP_GRPC,      /* "grpc": h2, plus gRPC error answers and PING keep-alive */
+};
+
+/* One certificate and its private key (PEM files). */
+struct keel_cfg_cert {
+    char *cert; /* chain, leaf first */
+    char *key;
+};
+
+/* "tls:" of a listener: terminate TLS. The first certificate is the default; the others are
+ * chosen by the SNI name against the names in each certificate. */
+struct keel_cfg_tls_server {
+    int enabled;
+    struct keel_cfg_cert *certs; /* "cert"/"key", or "certificates: [{cert, key}, ...]" */
+    size_t n_certs;
+    char *client_ca;    /* require a client certificate signed by this CA; NULL: none */
+    int min_version;    /* "min_version": TLS1_2_VERSION (default "1.2") or TLS1_3_VERSION */
+    char *ciphers;      /* TLS 1.2 cipher list; NULL: keel's modern default */
+    char *ciphersuites; /* TLS 1.3 suites; NULL: OpenSSL's default */
+};
+
+/* "tls:" of a cluster: TLS to its endpoints. */
+struct keel_cfg_tls_client {
+    int enabled;
+    char *ca_file; /* verify the server against this bundle; NULL: the system store */
+    int verify;    /* default 1; "verify: false" accepts any certificate (logged) */
+    char *sni;     /* server name sent and verified; NULL: no SNI, verify skipped for names */
+    struct keel_cfg_cert client; /* optional client certificate (cert NULL: none) */
+};
+
+/* "http2:" of a listener. */
+struct keel_cfg_h2_server {
+    int enabled;                     /* default 1: h2c prior knowledge, ALPN h2 with tls */
+    uint32_t max_concurrent_streams; /* default 100 */
+    uint32_t initial_window_size;    /* per stream, default 256 KiB (64 KiB..16 MiB) */
+};
+
 /* Where a cluster's endpoints come from ("discovery:" of a cluster). */
 enum keel_discovery_kind {
     KEEL_DISC_STATIC = 0, /* "static" (default): the endpoints list */
@@ -88,15 +129,17 @@ struct keel_cfg_listener {
     char *cluster;   /* tcp: the cluster all connections go to */
     int cluster_idx; /* tcp: resolved */
     /* http limits */
-    uint32_t max_request_line;     /* bytes, default 8192 -> 414 */
-    uint32_t max_header_size;      /* bytes, default 65536 -> 431 */
-    uint32_t max_headers;          /* fields, default 100 -> 431 */
-    uint64_t max_body_size;        /* bytes, default 1 GiB -> 413; 0 = unlimited */
-    uint32_t header_timeout_ms;    /* default 10000 -> 408 */
-    uint32_t keepalive_timeout_ms; /* idle client keep-alive, default 60000 */
-    uint32_t idle_timeout_ms;      /* tcp: no bytes either way, default 3600000; http: body stall,
-                                      default 60000 */
-    uint32_t max_connections;      /* per listener across workers, default 10000 */
+    uint32_t max_request_line;      /* bytes, default 8192 -> 414 */
+    uint32_t max_header_size;       /* bytes, default 65536 -> 431 */
+    uint32_t max_headers;           /* fields, default 100 -> 431 */
+    uint64_t max_body_size;         /* bytes, default 1 GiB -> 413; 0 = unlimited */
+    uint32_t header_timeout_ms;     /* default 10000 -> 408 */
+    uint32_t keepalive_timeout_ms;  /* idle client keep-alive, default 60000 */
+    uint32_t idle_timeout_ms;       /* tcp: no bytes either way, default 3600000; http: body stall,
+                                       default 60000 */
+    uint32_t max_connections;       /* per listener across workers, default 10000 */
+    struct keel_cfg_h2_server h2;   /* "http2:" */
+    struct keel_cfg_tls_server tls; /* "tls:" */
 };
 
 struct keel_cfg_endpoint {
@@ -108,6 +151,7 @@ struct keel_cfg_endpoint {
 enum keel_health_type {
     KEEL_HEALTH_HTTP = 0, /* "http": request, status line (and expect_header) decide */
     KEEL_HEALTH_TCP,      /* "tcp": a completed connect passes */
+    KEEL_HEALTH_GRPC,     /* "grpc": grpc.health.v1.Health/Check over h2 must say SERVING */
 };
 
 /* An expected status code range, both ends included ("200", "200-399"). */
@@ -132,6 +176,7 @@ struct keel_cfg_health {
     uint32_t jitter_pct;  /* each interval varies by up to this share, default 10 (0..50) */
     struct keel_cfg_kv expect_header; /* http: name NULL: no identity check; else the response
                                          must carry this header with exactly this value */
+    char *grpc_service; /* grpc: HealthCheckRequest.service, default "" (the whole server) */
 };
 
 struct keel_cfg_cluster {
@@ -182,6 +227,14 @@ struct keel_cfg_cluster {
     char *sticky_cookie;
     struct keel_cfg_health health_check; /* active checks; enabled 0: none */
     struct keel_cfg_hash_on hash_on;     /* lb: hash only */
+    enum keel_upstream_proto protocol;   /* "protocol:", default http1 */
+    uint32_t h2_max_streams;             /* "http2.max_concurrent_streams": per upstream connection,
+                                            default 100 (also capped by the server's setting) */
+    uint32_t h2_keepalive_ms;            /* "http2.keepalive_interval": PING an idle h2 connection;
+                                            default 30s for grpc, 0 (off) for h2 */
+    uint32_t h2_keepalive_timeout_ms;    /* "http2.keepalive_timeout": no PING ack -> close,
+                                            default 10s */
+    struct keel_cfg_tls_client tls;      /* "tls:" */
 };
 
 /* Top-level "consul:" section. Present or not, consul clusters use these (defaults). */
