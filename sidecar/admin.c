@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,7 @@ static void sample(struct keel_buf *b, const char *metric, const char *key, cons
     keel_buf_printf(b, "\"} %s\n", num);
 }
 
-static uint64_t ld(_Atomic uint64_t *p)
+static uint64_t ld(const _Atomic uint64_t *p)
 {
     return atomic_load_explicit(p, memory_order_relaxed);
 }
@@ -94,22 +95,32 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
         sample(b, "keel_listener_active_connections", "listener", cfg->listeners[i].name, "%lld",
                (long long)atomic_load_explicit(&rt->lstats[i].active_conns, memory_order_relaxed));
     }
-    help(b, "keel_listener_connections_total", "counter", "Client connections accepted.");
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        sample(b, "keel_listener_connections_total", "listener", cfg->listeners[i].name, "%llu",
-               (unsigned long long)ld(&rt->lstats[i].accepted));
-    }
-    help(b, "keel_listener_rejected_connections_total", "counter",
-         "Client connections closed at once because max_connections was reached.");
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        sample(b, "keel_listener_rejected_connections_total", "listener", cfg->listeners[i].name,
-               "%llu", (unsigned long long)ld(&rt->lstats[i].rejected));
-    }
-    help(b, "keel_listener_parse_errors_total", "counter",
-         "Requests rejected as malformed or over a limit.");
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        sample(b, "keel_listener_parse_errors_total", "listener", cfg->listeners[i].name, "%llu",
-               (unsigned long long)ld(&rt->lstats[i].parse_errors));
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } lcounters[] = {
+        {"keel_listener_connections_total", "Client connections accepted.",
+         offsetof(struct keel_listener_stats, accepted)},
+        {"keel_listener_rejected_connections_total",
+         "Client connections closed at once because max_connections was reached.",
+         offsetof(struct keel_listener_stats, rejected)},
+        {"keel_listener_parse_errors_total", "Requests rejected as malformed or over a limit.",
+         offsetof(struct keel_listener_stats, parse_errors)},
+        {"keel_listener_h2_connections_total", "Client connections that spoke HTTP/2.",
+         offsetof(struct keel_listener_stats, h2_conns)},
+        {"keel_listener_h2_abuse_total",
+         "HTTP/2 connections closed for abuse (floods, rapid reset, oversized headers, "
+         "zero-window hold).",
+         offsetof(struct keel_listener_stats, h2_abuse)},
+    };
+    for (size_t k = 0; k < sizeof(lcounters) / sizeof(lcounters[0]); k++) {
+        help(b, lcounters[k].name, "counter", lcounters[k].help);
+        for (size_t i = 0; i < cfg->n_listeners; i++) {
+            const _Atomic uint64_t *v =
+                (const _Atomic uint64_t *)((const char *)&rt->lstats[i] + lcounters[k].off);
+            sample(b, lcounters[k].name, "listener", cfg->listeners[i].name, "%llu",
+                   (unsigned long long)ld(v));
+        }
     }
 
     struct {

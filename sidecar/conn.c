@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "keel/err.h"
 #include "conn.h"
+#include "tls.h"
 
 const char *keel_conn_state_str(enum keel_conn_state s)
 {
@@ -27,6 +28,8 @@ const char *keel_conn_state_str(enum keel_conn_state s)
         return "tunnel";
     case KEEL_CS_CLOSING:
         return "closing";
+    case KEEL_CS_H2:
+        return "h2";
     case KEEL_CS_CLOSED:
         return "closed";
     }
@@ -50,10 +53,16 @@ const char *keel_up_state_str(enum keel_up_state s)
 
 ssize_t keel_sock_read(struct keel_sock *s, size_t max)
 {
-    if (s->in.len >= max)
+    if (s->in.len >= max) {
+        /* Decrypted bytes left inside TLS are fed to the owner again only once it has
+         * consumed some of its input: no loop of reads that cannot make progress. */
+        s->ssl_full_at = s->in.len;
         return KEEL_EAGAIN;
+    }
     if (s->vops)
         return s->vops->read(s, max);
+    if (s->ssl)
+        return keel_tls_read(s, max);
     size_t want = max - s->in.len;
     if (want > KEEL_BUF_CHUNK * 4)
         want = KEEL_BUF_CHUNK * 4;
@@ -85,6 +94,8 @@ ssize_t keel_sock_flush(struct keel_sock *s, const char *extra, size_t extra_len
 {
     if (s->vops)
         return s->vops->flush(s, extra, extra_len);
+    if (s->ssl)
+        return keel_tls_flush(s, extra, extra_len);
     struct iovec iov[2];
     int n = 0;
     if (s->out.len) {
@@ -131,11 +142,28 @@ void keel_sock_close(struct ev_loop *loop, struct keel_sock *s)
     ev_io_stop(loop, &s->rio);
     ev_io_stop(loop, &s->wio);
     s->want_r = s->want_w = 0;
+    if (s->ssl) {
+        ev_clear_pending(loop, &s->rio); /* a fed EV_READ for bytes inside TLS */
+        keel_tls_free(s);                /* close_notify, best effort */
+    }
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
     keel_buf_free(&s->in);
     keel_buf_free(&s->out);
+}
+
+/* Starts (on) or stops an fd watcher, first switching the event it waits for if needed. */
+static void watch(struct ev_loop *loop, ev_io *io, int ev, int on)
+{
+    if ((io->events & (EV_READ | EV_WRITE)) != ev) {
+        ev_io_stop(loop, io);
+        ev_io_modify(io, ev);
+    }
+    if (on)
+        ev_io_start(loop, io);
+    else
+        ev_io_stop(loop, io);
 }
 
 void keel_sock_want(struct ev_loop *loop, struct keel_sock *s, int rd, int wr)
@@ -151,14 +179,13 @@ void keel_sock_want(struct ev_loop *loop, struct keel_sock *s, int rd, int wr)
      * active flag is the truth, and start/stop of a watcher already so is a no-op. */
     s->want_r = rd != 0;
     s->want_w = wr != 0;
-    if (rd)
-        ev_io_start(loop, &s->rio);
-    else
-        ev_io_stop(loop, &s->rio);
-    if (wr)
-        ev_io_start(loop, &s->wio);
-    else
-        ev_io_stop(loop, &s->wio);
+    /* TLS: a read may wait for the socket to become writable and a write for it to become
+     * readable; the owner's watcher then waits for that event (its callback still retries
+     * the read or the write). */
+    watch(loop, &s->rio, s->ssl && s->ssl_rd_wants_w ? EV_WRITE : EV_READ, rd);
+    watch(loop, &s->wio, s->ssl && s->ssl_wr_wants_r ? EV_READ : EV_WRITE, wr);
+    if (rd && s->ssl && keel_tls_readable(s))
+        ev_feed_event(loop, &s->rio, EV_READ);
 }
 
 void keel_sock_feed(struct ev_loop *loop, struct keel_sock *s, int ev)
@@ -172,9 +199,13 @@ void keel_sock_feed(struct ev_loop *loop, struct keel_sock *s, int ev)
 void keel_sock_shutdown(struct keel_sock *s)
 {
     s->wr_shut = 1;
-    if (s->vops)
+    if (s->vops) {
         s->vops->shutdown(s);
-    else if (s->fd >= 0)
+        return;
+    }
+    if (s->ssl)
+        keel_tls_shutdown_write(s);
+    if (s->fd >= 0)
         shutdown(s->fd, SHUT_WR);
 }
 

@@ -44,6 +44,15 @@ struct keel_sock {
     unsigned want_w : 1;               /* the owner wants EV_WRITE */
     const struct keel_vsock_ops *vops; /* virtual socket, or NULL */
     void *vctx;                        /* the implementation's stream */
+    /* TLS (tls.c): read/flush go through the SSL object when set. */
+    struct ssl_st *ssl;          /* SSL *, owned; NULL: plain */
+    size_t ssl_wpend;            /* length of a TLS write that must be repeated (0: none) */
+    size_t ssl_full_at;          /* in.len when a read stopped at the caller's max */
+    unsigned ssl_rd_wants_w : 1; /* the last TLS read waits for EV_WRITE (rio watches it) */
+    unsigned ssl_wr_wants_r : 1; /* the last TLS write waits for EV_READ (wio watches it) */
+    unsigned ssl_more : 1;       /* an EOF or error waits behind bytes already delivered */
+    unsigned ssl_dead : 1;       /* fatal TLS error: no more I/O, no close_notify */
+    unsigned ssl_client : 1;     /* connect side (upstream) */
 };
 
 enum keel_conn_state {
@@ -52,6 +61,7 @@ enum keel_conn_state {
     KEEL_CS_PROXY,   /* a request is being forwarded / answered */
     KEEL_CS_TUNNEL,  /* raw relay (tcp listener, or after 101 Switching Protocols) */
     KEEL_CS_CLOSING, /* flushing a final response, then close */
+    KEEL_CS_H2,      /* carries an HTTP/2 session (h2_server.c); its streams are conns too */
     KEEL_CS_CLOSED,
 };
 
@@ -155,6 +165,7 @@ struct keel_conn {
     unsigned is_tls : 1;     /* arrived over TLS (X-Forwarded-Proto: https) */
     unsigned grpc : 1;       /* a gRPC request: keel's own errors become grpc-status */
     uint32_t deadline_ms;    /* grpc-timeout of the request; 0: none */
+    struct keel_h2conn *h2;  /* HTTP/2: the session (on the carrier and on each stream) */
     uint32_t served;         /* exchanges completed on this connection */
 };
 
@@ -227,5 +238,19 @@ void keel_conn_close(struct keel_conn *c, const char *why);
 /** Allocates a downstream connection and links it into the worker. NULL on ENOMEM. */
 struct keel_conn *keel_conn_new(struct keel_worker *w, int fd, uint32_t listener,
                                 const struct sockaddr_storage *peer);
+/* Downstream HTTP/2 (h2_server.c). [worker] */
+
+/** Whether c->s.in starts with the HTTP/2 connection preface: 1 yes, -1 maybe (too few
+ *  bytes yet), 0 no. */
+int keel_h2_preface(const struct keel_conn *c);
+/** Turns a connection whose input starts with the preface into an HTTP/2 carrier. @return 0
+ *  (c may be closed already) or KEEL_ENOMEM (c untouched). */
+int keel_h2_start(struct keel_conn *c);
+/** Closes the streams of a carrier and frees its session (from keel_conn_close). */
+void keel_h2_release(struct keel_conn *c);
+/** Graceful GOAWAY; the carrier closes once its streams are done. */
+void keel_h2_drain(struct keel_conn *c);
+/** Starts the exchange of a new stream connection (virtual socket set up by the caller). */
+void keel_http_stream_start(struct keel_conn *sc);
 /** Ends the accounting of the current exchange (stats, access log, in-flight count). */
 void keel_txn_finish(struct keel_conn *c);

@@ -44,6 +44,8 @@ const char *keel_strerror(int err)
         return "unsupported HTTP version";
     case KEEL_ELIMIT:
         return "limit reached";
+    case KEEL_EREFUSED:
+        return "refused unprocessed by the upstream";
     }
     return "unknown error";
 }

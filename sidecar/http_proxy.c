@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "keel/balancer.h"
@@ -13,6 +14,7 @@
 #include "keel/retry.h"
 #include "keel/router.h"
 #include "conn.h"
+#include "tls.h"
 
 #define MAX_HEADERS 256
 #define BODY_BUF (64 * 1024) /* unforwarded body bytes buffered per direction */
@@ -187,13 +189,22 @@ static void gen_request_id(struct keel_worker *w, char *out)
 
 /* ---- timers ------------------------------------------------------------------------------ */
 
-/* Each try waits at most the per-try timeout (when set) for its response head. */
-static double response_timeout_s(const struct keel_cfg_cluster *cc)
+/* Each try waits at most the per-try timeout (when set) for its response head, and never
+ * past the request's own deadline (gRPC's grpc-timeout). */
+static double response_timeout_s(const struct keel_conn *c, const struct keel_cfg_cluster *cc)
 {
     uint32_t ms = cc->retry_per_try_ms && cc->retry_per_try_ms < cc->response_timeout_ms
                       ? cc->retry_per_try_ms
                       : cc->response_timeout_ms;
-    return ms / 1000.0;
+    double s = ms / 1000.0;
+    if (c->deadline_ms) {
+        double left = c->deadline_ms / 1000.0 - (ev_now(c->w->loop) - c->t.start);
+        if (left < 0.001)
+            left = 0.001;
+        if (left < s)
+            s = left;
+    }
+    return s;
 }
 
 static void client_timer(struct keel_conn *c, double secs)
@@ -337,6 +348,8 @@ void keel_conn_close(struct keel_conn *c, const char *why)
         keel_txn_finish(c); /* status 0 (no response) is counted as class "none" */
     KEEL_DEBUG("conn=%llu closed in state %s: %s", (unsigned long long)c->id,
                keel_conn_state_str(c->state), why);
+    if (c->h2 && !c->is_stream)
+        keel_h2_release(c); /* its streams first: they detach from the session */
     detach_up(c, 0);
     c->state = KEEL_CS_CLOSED;
     ev_timer_stop(w->loop, &c->timer);
@@ -568,7 +581,8 @@ static int build_up_head(struct keel_conn *c, const struct keel_http1_request *r
     rc |= keel_buf_printf(b, "X-Forwarded-For: ");
     for (int i = 0; i < n_xff; i++)
         rc |= keel_buf_printf(b, "%.*s, ", (int)xff[i]->value_len, xff[i]->value);
-    rc |= keel_buf_printf(b, "%s\r\nX-Forwarded-Proto: http\r\n", c->peer_ip);
+    rc |= keel_buf_printf(b, "%s\r\nX-Forwarded-Proto: %s\r\n", c->peer_ip,
+                          c->is_tls ? "https" : "http");
     if (!have_xfh && rr->host)
         rc |= keel_buf_printf(b, "X-Forwarded-Host: %.*s\r\n", (int)rr->host_len, rr->host);
     if (!have_rid) {
@@ -770,7 +784,7 @@ static void flush_request(struct keel_conn *c)
     if (!t->req_done && u->s.out.len == 0 && t->req_fwd == 0 && req_framing_complete(t)) {
         t->req_done = 1;
         if (t->resp_state == KEEL_RS_HEAD)
-            up_timer(u, response_timeout_s(u->ccfg));
+            up_timer(u, response_timeout_s(c, u->ccfg));
     }
 }
 
@@ -795,6 +809,21 @@ static void parse_requests(struct keel_conn *c)
             }
             c->state = KEEL_CS_IDLE;
             break;
+        }
+        if (c->served == 0 && !c->is_stream && c->lcfg->h2.enabled && c->state == KEEL_CS_IDLE) {
+            int pf = keel_h2_preface(c);
+            if (pf < 0) {
+                if (c->s.rd_eof)
+                    keel_conn_close(c, "client closed mid-preface");
+                break;
+            }
+            if (pf > 0) {
+                /* HTTP/2 prior knowledge (h2c, or h2 after ALPN): the session takes over. */
+                c->in_process = 0;
+                if (keel_h2_start(c) != 0)
+                    keel_conn_close(c, "out of memory");
+                return;
+            }
         }
         if (c->state == KEEL_CS_IDLE) {
             c->state = KEEL_CS_HEAD;
@@ -1108,6 +1137,29 @@ static void up_failed(struct keel_conn *c, int err, const char *what)
         dispatch(c);
         return;
     }
+    if (err == KEEL_EREFUSED && t->resp_state == KEEL_RS_HEAD && t->req_body_sent == 0 &&
+        t->resp_bytes_to_client == 0 && t->n_tried < MAX_TRIES) {
+        /* HTTP/2 REFUSED_STREAM, or a GOAWAY below this stream: the server says it did not
+         * process the request (RFC 9113 8.7), whatever the method. Not the endpoint's fault
+         * either (overload, graceful shutdown): no outlier report. */
+        KEEL_INFO_RL("conn=%llu req_id=%s: upstream %s refused the request unprocessed, sending "
+                     "it elsewhere",
+                     (unsigned long long)c->id, t->req_id, u ? u->name : "-");
+        detach_up(c, 0);
+        t->status = 0;
+        t->resp_state = KEEL_RS_NONE;
+        t->resp_fwd = 0;
+        t->req_done = 0;
+        struct keel_cluster *cl = &t->ws->snap->clusters[t->cluster];
+        if (t->n_tried >= cl->n_eps && !t->retried_reuse) {
+            /* Every endpoint tried (one alone, say, restarting): once more on a new
+             * connection to the same one. */
+            t->retried_reuse = 1;
+            t->n_tried--;
+        }
+        dispatch(c);
+        return;
+    }
     if (t->resp_state == KEEL_RS_BODY && t->resp_mode == KEEL_H1_BODY_UNTIL_CLOSE) {
         t->resp_state = KEEL_RS_DONE;
         t->up_reusable = 0;
@@ -1182,7 +1234,7 @@ static void on_up_write(struct ev_loop *loop, ev_io *io, int revents)
     if (c->state == KEEL_CS_TUNNEL)
         return; /* tcp_proxy.c owns the callbacks in tunnel mode */
     up_timer(u, c->t.req_done && c->t.resp_state == KEEL_RS_HEAD
-                    ? response_timeout_s(u->ccfg)
+                    ? response_timeout_s(c, u->ccfg)
                     : u->ccfg->idle_timeout_ms / 1000.0);
     flush_request(c);
     if (c->state == KEEL_CS_PROXY)
@@ -1566,9 +1618,25 @@ void keel_http_accept(struct keel_worker *w, int fd, uint32_t listener,
     }
     c->keepalive = 1;
     c->state = KEEL_CS_IDLE;
+    if (c->lcfg->tls.enabled) {
+        /* The handshake runs inside the first reads, within the header timeout. */
+        if (keel_tls_server_attach(w, &c->s, listener) != 0) {
+            keel_conn_close(c, "TLS setup failed");
+            return;
+        }
+        c->is_tls = 1;
+    }
     /* The first request must arrive within the header timeout, not the keep-alive one. */
     client_timer(c, c->lcfg->header_timeout_ms / 1000.0);
     update_io(c);
+}
+
+void keel_http_stream_start(struct keel_conn *sc)
+{
+    sc->keepalive = 0; /* one exchange per stream */
+    sc->state = KEEL_CS_IDLE;
+    client_timer(sc, sc->lcfg->header_timeout_ms / 1000.0);
+    update_io(sc);
 }
 
 void keel_http_drain_all(struct keel_worker *w)
@@ -1578,6 +1646,11 @@ void keel_http_drain_all(struct keel_worker *w)
         struct keel_conn *next = c->next;
         c->drain = 1;
         c->keepalive = 0; /* responses still to come say Connection: close */
+        if (c->state == KEEL_CS_H2) {
+            keel_h2_drain(c);
+            c = next;
+            continue;
+        }
         /* A connection that never sent a request may have one in flight: give it a moment
          * (1 s at most) rather than resetting it, then close it as idle. */
         if (c->state == KEEL_CS_IDLE && c->s.in.len == 0 && !c->is_tcp) {

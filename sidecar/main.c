@@ -8,12 +8,14 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <openssl/ssl.h>
 #include "keel/config.h"
 #include "keel/err.h"
 #include "keel/log.h"
 #include "keel/snap.h"
 #include "admin.h"
 #include "discovery.h"
+#include "tls.h"
 #include "worker.h"
 
 #define KEEL_VERSION "0.1.0"
@@ -59,6 +61,17 @@ static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         keel_worker_drain(&rt.workers[i]);
     ev_timer_init(&drain_timer, on_drain_timeout, rt.cfg->drain_timeout_ms / 1000.0, 0.);
     ev_timer_start(loop, &drain_timer);
+}
+
+/* SIGHUP: new certificate files for the TLS listeners (a failure keeps the old ones). */
+static void on_reload(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    if (keel_tls_listener_count() == 0) {
+        KEEL_INFO("received SIGHUP: no TLS listener, nothing to reload");
+        return;
+    }
+    KEEL_INFO("received SIGHUP: reloading TLS certificates");
+    keel_tls_reload();
 }
 
 /* A new snapshot from discovery: every worker adopts it between two events. */
@@ -114,8 +127,16 @@ int main(int argc, char **argv)
     if (keel_config_load_file(cfg_path, &cfg, &errs) != 0)
         return print_errors(&errs);
     keel_config_errors_free(&errs);
+    OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS, NULL);
+    /* Certificates and keys are loaded (and checked) before anything starts. */
+    if (keel_tls_init(cfg) != 0) {
+        fprintf(stderr, "%s: TLS set-up failed (see above)\n", cfg_path);
+        keel_config_free(cfg);
+        return 1;
+    }
     if (check_only) {
         printf("%s: ok\n", cfg_path);
+        keel_tls_shutdown();
         keel_config_free(cfg);
         return 0;
     }
@@ -179,11 +200,13 @@ int main(int argc, char **argv)
         return 1;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    ev_signal sig_term, sig_int;
+    ev_signal sig_term, sig_int, sig_hup;
     ev_signal_init(&sig_term, on_signal, SIGTERM);
     ev_signal_init(&sig_int, on_signal, SIGINT);
+    ev_signal_init(&sig_hup, on_reload, SIGHUP);
     ev_signal_start(rt.control_loop, &sig_term);
     ev_signal_start(rt.control_loop, &sig_int);
+    ev_signal_start(rt.control_loop, &sig_hup);
 
     for (size_t i = 0; i < cfg->n_listeners; i++)
         KEEL_INFO("listener %s: %s on %s", cfg->listeners[i].name,
@@ -206,6 +229,7 @@ int main(int argc, char **argv)
     keel_admin_stop();
     keel_discovery_stop(&disc);
     keel_buf_cache_clear();
+    keel_tls_shutdown();
     rt.snap = NULL;
     free(rt.workers);
     free(rt.lstats);

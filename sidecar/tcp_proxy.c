@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Raw TCP relay: tcp listeners, and HTTP connections after 101 Switching Protocols. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,11 +15,102 @@
 #define TUNNEL_BUF (64 * 1024)
 #define MAX_TRIES 3
 
+/*
+ * A tunnel relays two directions: client -> upstream (source c->s, bytes counted in
+ * bytes_in) and upstream -> client (source u->s, bytes_out). Bytes of a direction wait in the
+ * source's input buffer (src->in). Between two plain sockets they go through a pipe instead,
+ * with splice() (src->in.pipe): the kernel moves the pages from one socket to the other and
+ * keel never copies them. Bytes that were buffered before the tunnel started (after a 101
+ * response: the rest of the client's request, the start of the upstream's stream; and the
+ * 101 head still queued in the client's out) are written first, so the order is kept.
+ */
+
 static void tunnel_pump(struct keel_conn *c);
 
 static double tunnel_idle(const struct keel_conn *c)
 {
     return c->lcfg->idle_timeout_ms / 1000.0;
+}
+
+/* Plain kernel sockets on both sides: no virtual socket (HTTP/2 stream), no TLS. */
+static int tunnel_can_splice(const struct keel_conn *c)
+{
+    const struct keel_upconn *u = c->up;
+    if (c->s.fd < 0 || c->s.vops || c->s.ssl || c->is_tls || c->is_stream ||
+        (c->lcfg && c->lcfg->tls.enabled))
+        return 0;
+    return u && u->s.fd >= 0 && !u->s.vops && !u->s.ssl && !(u->ccfg && u->ccfg->tls.enabled);
+}
+
+/* splice() could not be used on this pair: relay with read/write from now on. */
+static void tunnel_unsplice(struct keel_sock *src)
+{
+    struct keel_pipe *p = src->in.pipe;
+    if (!p || p->len)
+        return;
+    struct keel_buf b = {0};
+    b.pipe = p;
+    keel_buf_free(&b);
+    src->in.pipe = NULL;
+}
+
+/* Reads from src into its pipe. Same returns as keel_sock_read (KEEL_EAGAIN when the pipe is
+ * full or the socket has nothing). */
+static ssize_t pipe_fill(struct keel_sock *src)
+{
+    struct keel_pipe *p = src->in.pipe;
+    if (p->len >= p->cap)
+        return KEEL_EAGAIN;
+    for (;;) {
+        ssize_t n =
+            splice(src->fd, NULL, p->wr, NULL, p->cap - p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            p->len += (size_t)n;
+            return n;
+        }
+        if (n == 0) {
+            src->rd_eof = 1;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            /* A pipe counts pages, not bytes: it can be full below cap. Reading waits for the
+             * other side to drain some (it has bytes to drain, so it will). */
+            if (p->len)
+                p->full = 1;
+            return KEEL_EAGAIN;
+        }
+        if ((errno == EINVAL || errno == ENOSYS) && !p->len) {
+            tunnel_unsplice(src);
+            return keel_sock_read(src, TUNNEL_BUF);
+        }
+        return errno == ECONNRESET ? KEEL_ECLOSED : KEEL_EIO;
+    }
+}
+
+/* Writes the pipe's bytes to dst. @return 0 (all or part written, or dst full) or an error. */
+static int pipe_drain(struct keel_pipe *p, struct keel_sock *dst)
+{
+    while (p->len) {
+        ssize_t n = splice(p->rd, NULL, dst->fd, NULL, p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            p->len -= (size_t)n;
+            p->full = 0;
+            return 0; /* a short write means dst is full: wait for EV_WRITE */
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return (n < 0 && (errno == EPIPE || errno == ECONNRESET)) ? KEEL_ECLOSED : KEEL_EIO;
+    }
+    return 0;
+}
+
+static ssize_t tunnel_read(struct keel_sock *s)
+{
+    return s->in.pipe ? pipe_fill(s) : keel_sock_read(s, TUNNEL_BUF);
 }
 
 static void on_tun_io(struct ev_loop *loop, ev_io *io, int revents)
@@ -28,7 +120,7 @@ static void on_tun_io(struct ev_loop *loop, ev_io *io, int revents)
         return;
     struct keel_upconn *u = c->up;
     if (io == &c->s.rio) {
-        ssize_t n = keel_sock_read(&c->s, TUNNEL_BUF);
+        ssize_t n = tunnel_read(&c->s);
         if (n < 0 && n != KEEL_EAGAIN) {
             keel_conn_close(c, "client reset");
             return;
@@ -36,7 +128,7 @@ static void on_tun_io(struct ev_loop *loop, ev_io *io, int revents)
         if (n > 0)
             c->t.bytes_in += (uint64_t)n;
     } else if (u && io == &u->s.rio) {
-        ssize_t n = keel_sock_read(&u->s, TUNNEL_BUF);
+        ssize_t n = tunnel_read(&u->s);
         if (n < 0 && n != KEEL_EAGAIN) {
             keel_conn_close(c, "upstream reset");
             return;
@@ -50,6 +142,36 @@ static void on_tun_io(struct ev_loop *loop, ev_io *io, int revents)
     tunnel_pump(c);
 }
 
+/* Bytes of the direction src -> dst not yet written to dst. */
+static int dir_pending(const struct keel_sock *src, const struct keel_sock *dst)
+{
+    return src->in.len || dst->out.len || (src->in.pipe && src->in.pipe->len);
+}
+
+/* Moves what can be moved from src to dst. @return 0 or an error (dst write failed). */
+static int dir_flush(struct keel_sock *src, struct keel_sock *dst)
+{
+    if (src->in.len || dst->out.len) {
+        ssize_t n = keel_sock_flush(dst, src->in.data + src->in.off, src->in.len);
+        if (n < 0)
+            return (int)n;
+        keel_buf_consume(&src->in, (size_t)n);
+    }
+    if (src->in.pipe && src->in.pipe->len && !src->in.len && !dst->out.len)
+        return pipe_drain(src->in.pipe, dst);
+    return 0;
+}
+
+/* src still wants reading: not at EOF, and room in its buffer or pipe. */
+static int dir_can_read(const struct keel_sock *src)
+{
+    if (src->rd_eof)
+        return 0;
+    if (src->in.pipe)
+        return !src->in.pipe->full && src->in.pipe->len < src->in.pipe->cap;
+    return src->in.len < TUNNEL_BUF;
+}
+
 static void tunnel_pump(struct keel_conn *c)
 {
     struct ev_loop *loop = c->w->loop;
@@ -58,55 +180,25 @@ static void tunnel_pump(struct keel_conn *c)
         keel_conn_close(c, "no upstream");
         return;
     }
-    if (c->s.in.len || u->s.out.len) {
-        ssize_t n = keel_sock_flush(&u->s, c->s.in.data + c->s.in.off, c->s.in.len);
-        if (n < 0) {
-            keel_conn_close(c, "upstream write failed");
-            return;
-        }
-        keel_buf_consume(&c->s.in, (size_t)n);
+    if (dir_flush(&c->s, &u->s) < 0) {
+        keel_conn_close(c, "upstream write failed");
+        return;
     }
-    if (u->s.in.len || c->s.out.len) {
-        ssize_t n = keel_sock_flush(&c->s, u->s.in.data + u->s.in.off, u->s.in.len);
-        if (n < 0) {
-            keel_conn_close(c, "client write failed");
-            return;
-        }
-        keel_buf_consume(&u->s.in, (size_t)n);
+    if (dir_flush(&u->s, &c->s) < 0) {
+        keel_conn_close(c, "client write failed");
+        return;
     }
     /* Half-close: pass a FIN on once everything before it was delivered. */
-    if (c->s.rd_eof && !c->s.in.len && !u->s.out.len && !u->s.wr_shut) {
-        shutdown(u->s.fd, SHUT_WR);
-        u->s.wr_shut = 1;
-    }
-    if (u->s.rd_eof && !u->s.in.len && !c->s.out.len && !c->s.wr_shut) {
-        shutdown(c->s.fd, SHUT_WR);
-        c->s.wr_shut = 1;
-    }
+    if (c->s.rd_eof && !dir_pending(&c->s, &u->s) && !u->s.wr_shut)
+        keel_sock_shutdown(&u->s);
+    if (u->s.rd_eof && !dir_pending(&u->s, &c->s) && !c->s.wr_shut)
+        keel_sock_shutdown(&c->s);
     if (c->s.wr_shut && u->s.wr_shut) {
         keel_conn_close(c, "both sides closed");
         return;
     }
-    int cr = !c->s.rd_eof && c->s.in.len < TUNNEL_BUF;
-    int ur = !u->s.rd_eof && u->s.in.len < TUNNEL_BUF;
-    int uw = c->s.in.len || u->s.out.len;
-    int cw = u->s.in.len || c->s.out.len;
-    if (cr)
-        ev_io_start(loop, &c->s.rio);
-    else
-        ev_io_stop(loop, &c->s.rio);
-    if (ur)
-        ev_io_start(loop, &u->s.rio);
-    else
-        ev_io_stop(loop, &u->s.rio);
-    if (uw)
-        ev_io_start(loop, &u->s.wio);
-    else
-        ev_io_stop(loop, &u->s.wio);
-    if (cw)
-        ev_io_start(loop, &c->s.wio);
-    else
-        ev_io_stop(loop, &c->s.wio);
+    keel_sock_want(loop, &c->s, dir_can_read(&c->s), dir_pending(&u->s, &c->s));
+    keel_sock_want(loop, &u->s, dir_can_read(&u->s), dir_pending(&c->s, &u->s));
 }
 
 void keel_tunnel_start(struct keel_conn *c)
@@ -120,6 +212,11 @@ void keel_tunnel_start(struct keel_conn *c)
     ev_set_cb(&u->s.rio, on_tun_io);
     ev_set_cb(&u->s.wio, on_tun_io);
     u->s.rio.data = u->s.wio.data = c;
+    if (tunnel_can_splice(c)) {
+        /* Without a pipe (out of descriptors) a direction simply stays buffered. */
+        if (keel_buf_pipe(&c->s.in) == 0 && keel_buf_pipe(&u->s.in) != 0)
+            tunnel_unsplice(&c->s);
+    }
     c->timer.repeat = tunnel_idle(c);
     ev_timer_again(loop, &c->timer);
     tunnel_pump(c);

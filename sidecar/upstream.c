@@ -9,6 +9,7 @@
 #include "keel/err.h"
 #include "keel/log.h"
 #include "conn.h"
+#include "tls.h"
 
 /* Pool slots are keyed by the load record's id (never reused), open addressing. */
 static struct keel_pool *pool_find(struct keel_worker *w, struct keel_ep_load *load, int create)
@@ -104,6 +105,15 @@ void keel_up_reap(struct keel_worker *w)
 static void on_idle_read(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct keel_upconn *u = io->data;
+    if (u->s.ssl) {
+        /* TLS records arrive on idle connections (session tickets): only a close, an error
+         * or application data ends it. */
+        if (keel_tls_idle_alive(&u->s))
+            return;
+        KEEL_DEBUG("upstream %s: idle TLS connection closed by peer", u->name);
+        keel_up_close(u);
+        return;
+    }
     char b[1];
     ssize_t n = recv(u->s.fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -130,8 +140,8 @@ void keel_up_release(struct keel_upconn *u)
     ev_io_stop(w->loop, &u->s.rio);
     ev_timer_stop(w->loop, &u->timer);
     struct keel_pool *p = NULL;
-    if (!w->draining && u->s.in.len == 0 && u->s.out.len == 0 && !u->s.rd_eof &&
-        u->ccfg->max_idle_per_endpoint > 0)
+    if (!w->draining && u->s.in.len == 0 && u->s.out.len == 0 && !u->s.rd_eof && !u->s.ssl_dead &&
+        !u->s.ssl_more && !u->s.ssl_wpend && u->ccfg->max_idle_per_endpoint > 0)
         p = pool_find(w, u->load, 1);
     if (!p || p->n_idle >= u->ccfg->max_idle_per_endpoint) {
         keel_up_close(u);
@@ -145,6 +155,12 @@ void keel_up_release(struct keel_upconn *u)
     p->idle = u;
     p->n_idle++;
     ev_set_cb(&u->s.rio, on_idle_read);
+    /* TLS may have left a watcher waiting for the other event (conn.c keel_sock_want). */
+    if ((u->s.rio.events & (EV_READ | EV_WRITE)) != EV_READ)
+        ev_io_modify(&u->s.rio, EV_READ);
+    if ((u->s.wio.events & (EV_READ | EV_WRITE)) != EV_WRITE)
+        ev_io_modify(&u->s.wio, EV_WRITE);
+    u->s.ssl_rd_wants_w = u->s.ssl_wr_wants_r = 0;
     ev_io_start(w->loop, &u->s.rio);
     ev_set_cb(&u->timer, on_idle_timer);
     ev_timer_set(&u->timer, u->ccfg->idle_timeout_ms / 1000.0, 0.);
@@ -152,10 +168,12 @@ void keel_up_release(struct keel_upconn *u)
 }
 
 /* A pooled connection may have been closed by the peer since it was parked. */
-static int still_open(int fd)
+static int still_open(struct keel_sock *s)
 {
+    if (s->ssl)
+        return keel_tls_idle_alive(s);
     char b[1];
-    ssize_t n = recv(fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = recv(s->fd, b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
@@ -173,7 +191,7 @@ struct keel_upconn *keel_up_get(struct keel_worker *w, const struct keel_endpoin
         u->next_idle = NULL;
         ev_io_stop(w->loop, &u->s.rio);
         ev_timer_stop(w->loop, &u->timer);
-        if (!still_open(u->s.fd)) {
+        if (!still_open(&u->s)) {
             u->state = KEEL_UP_ACTIVE; /* not in the pool any more */
             keel_up_close(u);
             continue;
@@ -217,6 +235,16 @@ struct keel_upconn *keel_up_get(struct keel_worker *w, const struct keel_endpoin
     ev_init(&u->timer, NULL);
     u->timer.data = u;
     atomic_fetch_add_explicit(&ep->load->connections, 1, memory_order_relaxed);
+    if (ccfg->tls.enabled) {
+        /* The handshake runs inside the first writes and reads of the request. */
+        int trc = keel_tls_client_attach(w, &u->s, ccfg, 0);
+        if (trc) {
+            *err = trc;
+            u->state = KEEL_UP_ACTIVE;
+            keel_up_close(u);
+            return NULL;
+        }
+    }
     int rc = connect(fd, (const struct sockaddr *)&ep->sa, ep->salen);
     if (rc == 0) {
         u->state = KEEL_UP_ACTIVE;

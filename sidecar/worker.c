@@ -256,6 +256,7 @@ static void start_drain(struct keel_worker *w)
     close_listeners(w);
     keel_http_drain_all(w);
     keel_pool_close_all(w);
+    keel_h2up_close_all(w);
 }
 
 static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
@@ -300,6 +301,7 @@ static void *worker_main(void *arg)
     while (w->conns)
         keel_conn_close(w->conns, "shutdown");
     keel_pool_close_all(w);
+    keel_h2up_close_all(w);
     keel_conn_reap(w);
     close_listeners(w);
     KEEL_ASSERT(w->retired == NULL); /* every exchange ended and unpinned its snapshot */

@@ -12,16 +12,26 @@
 #include "keel/snap.h"
 #include "keel/http1.h"
 
+/* A pipe that a TCP tunnel splice()s bytes through (kernel buffer, never copied to user space). */
+struct keel_pipe {
+    int rd, wr;        /* read and write ends, O_NONBLOCK */
+    size_t len;        /* bytes in the pipe */
+    size_t cap;        /* the pipe's capacity (F_GETPIPE_SZ) */
+    unsigned full : 1; /* the last splice into it found no room: wait until some is drained */
+};
+
 /* Growable byte buffer: data[off .. off+len) holds unread bytes. */
 struct keel_buf {
     char *data;
     size_t cap;
     size_t off;
     size_t len;
+    struct keel_pipe *pipe; /* tunnel input spliced through a pipe (keel_buf_pipe), or NULL */
 };
 
 #define KEEL_BUF_CHUNK 16384
 #define KEEL_OUT_HIGH_WATER (256 * 1024)
+#define KEEL_PIPE_SIZE (256 * 1024) /* requested capacity of a splice pipe */
 
 /** Ensures room for n more bytes at the tail (compacts, then grows up to max). @return 0 or
  *  KEEL_ENOMEM / KEEL_EINVAL (over max). [any] */
@@ -32,10 +42,15 @@ int keel_buf_append(struct keel_buf *b, const void *p, size_t n);
 int keel_buf_printf(struct keel_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** Drops n bytes from the front. [any] */
 void keel_buf_consume(struct keel_buf *b, size_t n);
-/** Frees the storage (16 KiB blocks go to the calling thread's cache). [any] */
+/** Frees the storage and the pipe, if any (16 KiB blocks and empty pipes go to the calling
+ *  thread's caches; a pipe still holding bytes is closed). [any] */
 void keel_buf_free(struct keel_buf *b);
-/** Frees the calling thread's cache of buffer blocks (at thread exit). [any] */
+/** Frees the calling thread's caches of buffer blocks and pipes (at thread exit). [any] */
 void keel_buf_cache_clear(void);
+/** Attaches an empty pipe to b (from the thread's cache, or a new O_NONBLOCK pipe) for a
+ *  splice() relay; keel_buf_free closes it or returns it to the cache. No-op if b has one.
+ *  @return 0, or KEEL_EIO (no pipe: out of file descriptors) / KEEL_ENOMEM. [any] */
+int keel_buf_pipe(struct keel_buf *b);
 
 /* Per-listener counters shared by all workers. */
 struct keel_listener_stats {
@@ -44,6 +59,8 @@ struct keel_listener_stats {
     _Atomic uint64_t accepted;
     _Atomic uint64_t rejected; /* over max_connections */
     _Atomic uint64_t parse_errors;
+    _Atomic uint64_t h2_conns; /* connections that became HTTP/2 */
+    _Atomic uint64_t h2_abuse; /* HTTP/2 connections closed by a defence */
 };
 
 struct keel_worker;

@@ -23,6 +23,8 @@ enum keel_err {
     KEEL_ENOEP = -16,    /* no eligible endpoint */
     KEEL_EVERSION = -17, /* unsupported HTTP version (505) */
     KEEL_ELIMIT = -18,   /* a configured limit (circuit breaker) is reached */
+    KEEL_EREFUSED = -19, /* the upstream refused the request unprocessed (HTTP/2 REFUSED_STREAM,
+                            or a GOAWAY below its stream): safe to send elsewhere */
 };
 
 /** Returns a static, human-readable text for a keel_err (or "unknown error"). [any] */

@@ -815,3 +815,260 @@ class ScriptedBackend:
 
     def close(self):
         self.sock.close()
+
+
+# ---------------------------------------------------------------------------
+# HTTP/2 (h2c, prior knowledge) client on python3-h2, gRPC backends, process memory
+# ---------------------------------------------------------------------------
+
+GRPC_BACKEND = os.path.join(HERE, "grpc_backend.py")
+
+
+class H2Stream:
+    """What arrived on one HTTP/2 stream of an H2Client."""
+
+    def __init__(self, sid):
+        self.id = sid
+        self.headers = None       # list of (name, value) str of the final response head
+        self.informational = []   # heads of 1xx responses
+        self.data = bytearray()
+        self.trailers = None      # list of (name, value) or None
+        self.ended = False        # END_STREAM received
+        self.reset = None         # RST_STREAM error code from the peer, or None
+
+    @property
+    def status(self):
+        v = self.header(":status")
+        return int(v) if v is not None else None
+
+    def header(self, name, default=None):
+        for k, v in self.headers or []:
+            if k.lower() == name.lower():
+                return v
+        return default
+
+    def trailer(self, name, default=None):
+        for k, v in self.trailers or []:
+            if k.lower() == name.lower():
+                return v
+        return default
+
+    @property
+    def done(self):
+        return self.ended or self.reset is not None
+
+    def json(self):
+        return json.loads(bytes(self.data).decode())
+
+    def __repr__(self):
+        return "<H2Stream %d status=%s ended=%s reset=%s %r>" % (
+            self.id, self.status, self.ended, self.reset, bytes(self.data[:200]))
+
+
+class H2Client:
+    """One h2c connection (prior knowledge) driven by python3-h2. Received DATA is handed
+    back to the flow-control windows at once unless auto_ack is False (then call ack()).
+    settings: dict of h2.settings.SettingCodes -> value sent in the first SETTINGS.
+    conn_window: extra connection-level window granted at start (0: keep 65535)."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, settings=None, auto_ack=True,
+                 conn_window=0):
+        import h2.config
+        import h2.connection
+        import h2.settings
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.timeout = timeout
+        cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        self.conn = h2.connection.H2Connection(cfg)
+        self.conn.local_settings = h2.settings.Settings(client=True,
+                                                        initial_values=settings or {})
+        self.conn.initiate_connection()
+        self._keep_open_on_graceful_goaway()
+        if conn_window:
+            self.conn.increment_flow_control_window(conn_window)
+        self.streams = {}
+        self.auto_ack = auto_ack
+        self.goaway = None         # (error_code, last_stream_id) once GOAWAY arrived
+        self.eof = False
+        self.remote_settings = {}
+        self.flush()
+
+    def _keep_open_on_graceful_goaway(self):
+        """python3-h2 closes its state machine on any GOAWAY, so frames of streams that a
+        graceful GOAWAY (NO_ERROR) lets finish would raise; reopen it right after such a
+        GOAWAY frame is processed (frames that follow in the same read included)."""
+        import h2.connection
+        import hyperframe.frame
+        table = self.conn._frame_dispatch_table
+        orig = table[hyperframe.frame.GoAwayFrame]
+
+        def on_goaway(frame):
+            out = orig(frame)
+            if frame.error_code == 0:
+                self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+            return out
+        table[hyperframe.frame.GoAwayFrame] = on_goaway
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def _event(self, ev):
+        import h2.events as E
+        st = self.streams.get(getattr(ev, "stream_id", None) or 0)
+        if isinstance(ev, E.ResponseReceived):
+            st.headers = list(ev.headers)
+        elif isinstance(ev, E.InformationalResponseReceived):
+            st.informational.append(list(ev.headers))
+        elif isinstance(ev, E.DataReceived):
+            if st is not None:
+                st.data += ev.data
+            if self.auto_ack and ev.flow_controlled_length:
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, E.TrailersReceived):
+            st.trailers = list(ev.headers)
+        elif isinstance(ev, E.StreamEnded):
+            st.ended = True
+        elif isinstance(ev, E.StreamReset):
+            if st is not None:
+                st.reset = ev.error_code
+        elif isinstance(ev, E.ConnectionTerminated):
+            self.goaway = (int(ev.error_code), ev.last_stream_id)
+        elif isinstance(ev, E.RemoteSettingsChanged):
+            for k, v in ev.changed_settings.items():
+                self.remote_settings[k] = v.new_value
+
+    def pump(self, timeout=None):
+        """Reads once (waiting up to timeout, default the socket timeout) and handles the
+        events. @return False when nothing came (timeout) or the peer closed."""
+        if self.eof:
+            return False
+        r, _, _ = select.select([self.sock], [], [], self.timeout if timeout is None else timeout)
+        if not r:
+            return False
+        try:
+            data = self.sock.recv(262144)
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        for ev in self.conn.receive_data(data):
+            self._event(ev)
+        self.flush()
+        return True
+
+    def ack(self, sid, n):
+        """Hands n consumed bytes of stream sid back to the peer (auto_ack False)."""
+        self.conn.acknowledge_received_data(n, sid)
+        self.flush()
+
+    def wait_until(self, pred, timeout=None, what="condition"):
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while not pred():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("h2: timed out waiting for %s" % what)
+            if not self.pump(left) and self.eof and not pred():
+                raise Closed("h2: connection closed while waiting for %s (goaway %s)"
+                             % (what, self.goaway))
+        return True
+
+    def request(self, method, path, headers=(), body=None, authority="test.local",
+                end_stream=True, content_length=True, scheme="http"):
+        """Opens a stream; body (bytes) sent respecting flow control. content_length False:
+        no content-length field. end_stream False: the stream stays open for send_body().
+        @return the stream id."""
+        sid = self.conn.get_next_available_stream_id()
+        hdrs = [(":method", method), (":scheme", scheme)]
+        if authority is not None:  # None: no :authority (a host field may stand in)
+            hdrs.append((":authority", authority))
+        hdrs += [(":path", path)] + list(headers)
+        if body and content_length and not any(k.lower() == "content-length" for k, _ in headers):
+            hdrs.append(("content-length", str(len(body))))
+        self.streams[sid] = H2Stream(sid)
+        self.conn.send_headers(sid, hdrs, end_stream=end_stream and not body)
+        self.flush()
+        if body:
+            self.send_body(sid, body, end_stream)
+        return sid
+
+    def send_body(self, sid, body, end_stream=True, trailers=None):
+        """Sends body on sid as the windows allow (reading meanwhile), then trailers (list of
+        (name, value)) or END_STREAM."""
+        import h2.exceptions
+        view = memoryview(body)
+        off = 0
+        deadline = time.monotonic() + max(self.timeout, 30.0)
+        while off < len(body):
+            try:
+                w = min(self.conn.local_flow_control_window(sid),
+                        self.conn.max_outbound_frame_size, len(body) - off)
+            except h2.exceptions.StreamClosedError:
+                return False
+            if w <= 0:
+                if time.monotonic() > deadline:
+                    raise AssertionError("h2: send window of stream %d stayed closed" % sid)
+                if not self.pump(1.0) and self.eof:
+                    raise Closed("h2: closed while sending the body of stream %d" % sid)
+                if self.streams[sid].reset is not None:
+                    return False
+                continue
+            self.conn.send_data(sid, bytes(view[off:off + w]))
+            off += w
+            self.flush()
+        if trailers:
+            self.conn.send_headers(sid, list(trailers), end_stream=True)
+        elif end_stream:
+            self.conn.end_stream(sid)
+        self.flush()
+        return True
+
+    def response(self, sid, timeout=None):
+        """Waits for stream sid to end (or be reset); returns its H2Stream."""
+        st = self.streams[sid]
+        self.wait_until(lambda: st.done, timeout, "stream %d to end" % sid)
+        return st
+
+    def get(self, path, headers=(), timeout=None, **kw):
+        return self.response(self.request("GET", path, headers, **kw), timeout)
+
+    def reset_stream(self, sid, code=8):
+        self.conn.reset_stream(sid, code)
+        self.flush()
+
+
+def proc_rss_kb(pid):
+    """VmRSS of a process in KiB (from /proc/<pid>/status); 0 when gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def start_grpc_backend(tc, ident, nports=1, timeout=15.0):
+    """Starts grpc_backend.py for test case tc (stopped in tc's cleanup) and waits for its
+    'ready' line; returns a BackendProc (.addr, .port, .kill())."""
+    cmd = [PYTHON, GRPC_BACKEND, "--id", ident] + ["--port", "0"] * nports
+    errf = open(os.path.join(tc.tmp, "grpc-backend-%s.log" % ident), "wb")
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
+    errf.close()
+    tc._procs.append(p)
+    r, _, _ = select.select([p.stdout], [], [], timeout)
+    line = p.stdout.readline().decode() if r else ""
+    if not line.startswith("ready "):
+        p.kill()
+        raise AssertionError("grpc backend %s did not start: %r" % (ident, line))
+    return BackendProc(ident, p, line.split()[1:])
