@@ -1125,6 +1125,13 @@ static void up_failed(struct keel_conn *c, int err, const char *what)
 {
     struct keel_txn *t = &c->t;
     struct keel_upconn *u = c->up;
+    if (u && keel_tls_handshaking(&u->s) && t->resp_state == KEEL_RS_HEAD &&
+        t->req_body_sent == 0) {
+        /* The TLS handshake failed (logged with its reason): the request never left keel,
+         * so this is a failed connect, retried on another endpoint for every method. */
+        connect_failed(c, KEEL_EIO);
+        return;
+    }
     if (t->resp_state == KEEL_RS_HEAD && u && u->reused && !t->retried_reuse &&
         t->req_body_sent == 0 && t->req_mode == KEEL_H1_BODY_NONE) {
         /* A pooled connection closed by the server before our request reached it: the

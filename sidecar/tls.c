@@ -598,6 +598,11 @@ int keel_tls_alpn_h2(const struct keel_sock *s)
     return len == 2 && memcmp(p, "h2", 2) == 0;
 }
 
+int keel_tls_handshaking(const struct keel_sock *s)
+{
+    return s->ssl && !SSL_is_init_finished(s->ssl);
+}
+
 int keel_tls_idle_alive(struct keel_sock *s)
 {
     if (!s->ssl || s->ssl_dead)

@@ -63,6 +63,10 @@ int keel_tls_client_attach(struct keel_worker *w, struct keel_sock *s,
  *  [worker] */
 int keel_tls_alpn_h2(const struct keel_sock *s);
 
+/** 1 while s has TLS and its handshake is not done (nothing of the caller's reached the peer's
+ *  application yet), else 0. [worker] */
+int keel_tls_handshaking(const struct keel_sock *s);
+
 /**
  * Idle pooled upstream connection with TLS: processes what arrived (session tickets and other
  * TLS handshake records are fine) without consuming application data. @return 1 when the
