@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Active health checks on the control thread (HTTP and TCP connect), feeding the snapshot:
+/* Active health checks on the control thread (HTTP, TCP connect, gRPC), feeding the snapshot:
  * one non-blocking check in flight per endpoint, rise/fall hysteresis, state keyed by the
  * endpoint id so it follows the discovery set as endpoints come and go. */
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include "keel/log.h"
 #include "keel/snap.h"
 #include "discovery.h"
+#include "grpc_health.h"
 #include "health_parse.h"
 
 /* Request out, then the response head in: a check never holds more than this. */
@@ -24,7 +25,8 @@
 /* A new endpoint's first check starts within this long. */
 #define HC_FIRST_S 0.05
 
-enum hc_step { HC_IDLE = 0, HC_CONNECTING, HC_SENDING, HC_READING };
+/* HC_H2: a gRPC check, reading and writing HTTP/2 at once until grpc_health decides. */
+enum hc_step { HC_IDLE = 0, HC_CONNECTING, HC_SENDING, HC_READING, HC_H2 };
 
 struct hcluster;
 
@@ -48,6 +50,7 @@ struct hep {
     double started;
     size_t len, off; /* sending: request length / bytes sent; reading: bytes held */
     char buf[HC_BUF];
+    struct keel_grpc_health *gh; /* HC_H2: the call in memory */
 };
 
 struct hstate;
@@ -103,6 +106,8 @@ static void close_check(struct hep *ep)
     if (ep->fd >= 0)
         close(ep->fd);
     ep->fd = -1;
+    keel_grpc_health_free(ep->gh);
+    ep->gh = NULL;
     ep->step = HC_IDLE;
     ep->len = ep->off = 0;
 }
@@ -261,6 +266,92 @@ static void on_writable(struct hep *ep)
     ev_io_start(loop, &ep->io);
 }
 
+/* gRPC: the session in memory says what to send and judges what comes back; the socket
+ * only carries bytes. Reads first, so a verdict is never lost to a failing write. */
+static void grpc_io(struct hep *ep, int revents)
+{
+    struct ev_loop *loop = ep->hc->hs->d->loop;
+    struct keel_grpc_health *gh = ep->gh;
+    if (revents & EV_READ) {
+        for (;;) {
+            ssize_t n = recv(ep->fd, ep->buf, HC_BUF, 0);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                if (errno == EINTR)
+                    continue;
+                fail_errno(ep, "reading the response", errno);
+                return;
+            }
+            if (n == 0)
+                keel_grpc_health_eof(gh);
+            else
+                keel_grpc_health_feed(gh, (const uint8_t *)ep->buf, (size_t)n);
+            if (keel_grpc_health_state(gh) != KEEL_GRPC_HEALTH_PENDING)
+                break;
+        }
+    }
+    int blocked = 0;
+    const uint8_t *p;
+    size_t len;
+    while (keel_grpc_health_state(gh) == KEEL_GRPC_HEALTH_PENDING &&
+           (len = keel_grpc_health_output(gh, &p)) > 0) {
+        ssize_t n = send(ep->fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                blocked = 1;
+                break;
+            }
+            if (errno == EINTR)
+                continue;
+            fail_errno(ep, "sending the request", errno);
+            return;
+        }
+        keel_grpc_health_sent(gh, (size_t)n);
+    }
+    switch (keel_grpc_health_state(gh)) {
+    case KEEL_GRPC_HEALTH_SERVING:
+        finish(ep, 1, NULL);
+        return;
+    case KEEL_GRPC_HEALTH_FAILED:
+        finish(ep, 0, "%s", keel_grpc_health_reason(gh));
+        return;
+    case KEEL_GRPC_HEALTH_PENDING:
+        break;
+    }
+    int want = EV_READ | (blocked ? EV_WRITE : 0);
+    if ((ep->io.events & (EV_READ | EV_WRITE)) != want || !ev_is_active(&ep->io)) {
+        ev_io_stop(loop, &ep->io);
+        ev_io_set(&ep->io, ep->fd, want);
+        ev_io_start(loop, &ep->io);
+    }
+}
+
+/* What names the endpoint in the check request: the configured host, else "ip:port". */
+static void check_host(const struct hep *ep, char *host, size_t cap)
+{
+    const struct keel_cfg_health *cfg = ep->hc->cfg;
+    if (cfg->host)
+        snprintf(host, cap, "%s", cfg->host);
+    else if (keel_health_parse_addr_str(&ep->sa, host, cap) != 0)
+        snprintf(host, cap, "%s", ep->name);
+}
+
+static void on_grpc_connected(struct hep *ep)
+{
+    const struct keel_cfg_health *cfg = ep->hc->cfg;
+    char host[KEEL_GRPC_HEALTH_AUTHORITY_MAX + 1];
+    check_host(ep, host, sizeof(host));
+    int rc = keel_grpc_health_new(&ep->gh, host, cfg->grpc_service ? cfg->grpc_service : "",
+                                  cfg->timeout_ms);
+    if (rc != 0) {
+        finish(ep, 0, "cannot start the grpc check: %s", keel_strerror(rc));
+        return;
+    }
+    ep->step = HC_H2;
+    grpc_io(ep, 0);
+}
+
 static void on_connected(struct hep *ep)
 {
     const struct keel_cfg_health *cfg = ep->hc->cfg;
@@ -268,11 +359,12 @@ static void on_connected(struct hep *ep)
         finish(ep, 1, NULL);
         return;
     }
+    if (cfg->type == KEEL_HEALTH_GRPC) {
+        on_grpc_connected(ep);
+        return;
+    }
     char host[80];
-    if (cfg->host)
-        snprintf(host, sizeof(host), "%s", cfg->host);
-    else if (keel_health_parse_addr_str(&ep->sa, host, sizeof(host)) != 0)
-        snprintf(host, sizeof(host), "%s", ep->name);
+    check_host(ep, host, sizeof(host));
     ssize_t n = keel_health_parse_format_request(ep->buf, sizeof(ep->buf), cfg->method, cfg->path,
                                                  cfg->host ? cfg->host : host);
     if (n < 0) {
@@ -306,6 +398,9 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
         return;
     case HC_READING:
         on_readable(ep);
+        return;
+    case HC_H2:
+        grpc_io(ep, revents);
         return;
     case HC_IDLE:
         ev_io_stop(loop, w);
@@ -467,6 +562,19 @@ static void on_scan(struct ev_loop *loop, ev_timer *t, int revents)
         sync_cluster(&hs->cl[i]);
 }
 
+static const char *type_str(enum keel_health_type t)
+{
+    switch (t) {
+    case KEEL_HEALTH_HTTP:
+        return "http";
+    case KEEL_HEALTH_TCP:
+        return "tcp";
+    case KEEL_HEALTH_GRPC:
+        return "grpc";
+    }
+    return "?";
+}
+
 int keel_health_start(struct keel_discovery *d)
 {
     size_t n = 0;
@@ -495,9 +603,12 @@ int keel_health_start(struct keel_discovery *d)
         hc->cfg = h;
         char a[24], b[24];
         KEEL_INFO("cluster %s: active %s health checks every %s (timeout %s, rise %u, fall %u)%s",
-                  c->cfg->name, h->type == KEEL_HEALTH_TCP ? "tcp" : "http",
-                  fmt_ms(a, h->interval_ms), fmt_ms(b, h->timeout_ms), h->rise, h->fall,
-                  h->port ? " on the check port" : "");
+                  c->cfg->name, type_str(h->type), fmt_ms(a, h->interval_ms),
+                  fmt_ms(b, h->timeout_ms), h->rise, h->fall, h->port ? " on the check port" : "");
+        if (h->type == KEEL_HEALTH_GRPC && c->cfg->tls.enabled)
+            KEEL_WARN("cluster %s: grpc health checks use h2c (no TLS) although the cluster "
+                      "has tls:",
+                      c->cfg->name);
         sync_cluster(hc);
     }
     ev_timer_init(&hs->scan, on_scan, HC_SCAN_S, HC_SCAN_S);

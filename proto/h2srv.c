@@ -17,6 +17,7 @@
 #define CTRL_BURST 500.0 /* control frames: burst, then per second */
 #define CTRL_RATE 100.0
 #define RESET_RATE_MIN 50.0 /* resets per second; burst twice max_concurrent_streams */
+#define ID_WINDOW 1024      /* client stream ids remembered below the highest one (power of 2) */
 
 /* A growable byte buffer with a consumed prefix. */
 struct sbuf {
@@ -123,6 +124,10 @@ struct keel_h2srv {
     double reset_tokens, ctrl_tokens;
     uint64_t reset_ts, ctrl_ts;
     unsigned cont_count;
+    int32_t max_id;                    /* highest client stream id a HEADERS frame used */
+    uint64_t used_ids[ID_WINDOW / 64]; /* bit (id+1)/2 % ID_WINDOW: that odd id was used */
+    uint8_t raw_goaway[17];            /* written by keel itself after a fatal nghttp2 error */
+    size_t raw_goaway_len;
 };
 
 const char *keel_h2srv_abuse_str(enum keel_h2srv_abuse a)
@@ -326,6 +331,30 @@ static int build_request(struct keel_h2srv_stream *st, int end_stream)
 
 /* ---- nghttp2 callbacks ------------------------------------------------------------------- */
 
+/* RFC 9113 5.1.1: the first use of a client stream id closes every lower idle one, so HEADERS
+ * on a lower id that was never used is a connection error (nghttp2 ignores it). Ids that were
+ * used (closed, reset, refused) are left to nghttp2, which must ignore late frames after a
+ * reset; so are ids older than the window. Notes the id of each HEADERS frame. 1: skipped. */
+static int stream_id_skipped(struct keel_h2srv *h, int32_t id)
+{
+    if (id <= 0 || !(id & 1))
+        return 0; /* nghttp2 rejects stream 0 and even ids itself */
+    uint32_t n = ((uint32_t)id + 1) / 2, top = ((uint32_t)h->max_id + 1) / 2;
+    if (n > top) {
+        if (n - top >= ID_WINDOW)
+            memset(h->used_ids, 0, sizeof(h->used_ids));
+        else
+            for (uint32_t i = top + 1; i < n; i++)
+                h->used_ids[(i % ID_WINDOW) / 64] &= ~(1ULL << (i % 64));
+        h->used_ids[(n % ID_WINDOW) / 64] |= 1ULL << (n % 64);
+        h->max_id = id;
+        return 0;
+    }
+    if (n == top || top - n >= ID_WINDOW)
+        return 0;
+    return !(h->used_ids[(n % ID_WINDOW) / 64] & (1ULL << (n % 64)));
+}
+
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud)
 {
     struct keel_h2srv *h = ud;
@@ -333,6 +362,8 @@ static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
     switch (hd->type) {
     case NGHTTP2_HEADERS:
         h->cont_count = 0;
+        if (stream_id_skipped(h, hd->stream_id))
+            return fail(h, KEEL_H2_ABUSE_PROTOCOL);
         break;
     case NGHTTP2_CONTINUATION:
         if (++h->cont_count > MAX_CONTINUATION)
@@ -696,10 +727,29 @@ ssize_t keel_h2srv_recv(struct keel_h2srv *h, const uint8_t *p, size_t len)
     ssize_t n = nghttp2_session_mem_recv(h->s, p, len);
     if (n < 0) {
         h->failed = 1;
-        if (n == NGHTTP2_ERR_FLOODED)
-            h->abuse = KEEL_H2_ABUSE_FLOOD;
-        else if (h->abuse == KEEL_H2_ABUSE_NONE)
-            h->abuse = KEEL_H2_ABUSE_PROTOCOL;
+        if (h->abuse == KEEL_H2_ABUSE_NONE) {
+            h->abuse = n == NGHTTP2_ERR_FLOODED                  ? KEEL_H2_ABUSE_FLOOD
+                       : n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ? KEEL_H2_ABUSE_CONTINUATION
+                                                                 : KEEL_H2_ABUSE_PROTOCOL;
+            /* nghttp2 does not always queue a GOAWAY for a fatal error: the client must
+             * learn why (keel's own limits queued theirs already). */
+            uint32_t code = h->abuse == KEEL_H2_ABUSE_PROTOCOL ? NGHTTP2_PROTOCOL_ERROR
+                                                               : NGHTTP2_ENHANCE_YOUR_CALM;
+            if (nghttp2_session_terminate_session(h->s, code) != 0 ||
+                !nghttp2_session_want_write(h->s)) {
+                /* The session refuses to send anything more: write the frame ourselves. */
+                int32_t last = nghttp2_session_get_last_proc_stream_id(h->s);
+                uint8_t *g = h->raw_goaway;
+                memset(g, 0, sizeof(h->raw_goaway));
+                g[2] = 8;
+                g[3] = NGHTTP2_GOAWAY;
+                for (int i = 0; i < 4; i++) {
+                    g[9 + i] = (uint8_t)((uint32_t)last >> (24 - 8 * i));
+                    g[13 + i] = (uint8_t)(code >> (24 - 8 * i));
+                }
+                h->raw_goaway_len = sizeof(h->raw_goaway);
+            }
+        }
         return KEEL_EBADMSG;
     }
     return n;
@@ -708,6 +758,14 @@ ssize_t keel_h2srv_recv(struct keel_h2srv *h, const uint8_t *p, size_t len)
 ssize_t keel_h2srv_send(struct keel_h2srv *h, uint8_t *dst, size_t cap)
 {
     size_t done = 0;
+    if (h->raw_goaway_len) {
+        if (cap < h->raw_goaway_len)
+            return 0;
+        memcpy(dst, h->raw_goaway, h->raw_goaway_len);
+        done = h->raw_goaway_len;
+        h->raw_goaway_len = 0;
+        return (ssize_t)done;
+    }
     while (done < cap) {
         if (h->pend_len == 0) {
             const uint8_t *d;
@@ -732,12 +790,13 @@ ssize_t keel_h2srv_send(struct keel_h2srv *h, uint8_t *dst, size_t cap)
 
 int keel_h2srv_want_write(const struct keel_h2srv *h)
 {
-    return h->pend_len > 0 || nghttp2_session_want_write(h->s);
+    return h->raw_goaway_len > 0 || h->pend_len > 0 || nghttp2_session_want_write(h->s);
 }
 
 int keel_h2srv_alive(const struct keel_h2srv *h)
 {
-    return h->pend_len > 0 || nghttp2_session_want_read(h->s) || nghttp2_session_want_write(h->s);
+    return h->raw_goaway_len > 0 || h->pend_len > 0 || nghttp2_session_want_read(h->s) ||
+           nghttp2_session_want_write(h->s);
 }
 
 size_t keel_h2srv_streams(const struct keel_h2srv *h)
@@ -1144,6 +1203,21 @@ void keel_h2srv_stream_detach(struct keel_h2srv_stream *st)
         return;
     if (st->rs == R_BODY && st->mode == KEEL_H1_BODY_UNTIL_CLOSE) {
         body_end(st); /* close-delimited: the end of the bytes is the end of the body */
+    } else if (st->grpc && st->rs == R_HEAD && !st->submitted) {
+        keel_h2srv_stream_grpc_error(st, 14, "upstream connection lost");
+    } else if (st->grpc && st->rs == R_BODY && st->submitted) {
+        /* The upstream went away mid-call: end it as gRPC does, UNAVAILABLE in trailers,
+         * rather than with a reset the client can only call INTERNAL. */
+        static const char tr[] =
+            "grpc-status: 14\r\ngrpc-message: upstream connection lost\r\n\r\n";
+        sbuf_free(&st->trl);
+        if (sbuf_add(&st->trl, tr, sizeof(tr) - 1) == 0) {
+            st->has_trailers = 1;
+            body_end(st);
+        } else {
+            nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+            st->rs = R_DONE;
+        }
     } else if (st->rs != R_DONE) {
         nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         st->rs = R_DONE;

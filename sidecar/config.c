@@ -1862,15 +1862,16 @@ enum {
     H_PORT,
     H_JITTER,
     H_EXPECT_HEADER,
+    H_SERVICE,
     H__N
 };
 
 static void parse_health(struct ctx *c, struct keel_cfg_health *h, yaml_node_t *n, const char *path)
 {
-    static const char *const keys[H__N] = {"type",   "path",     "method",  "host",
-                                           "expect", "interval", "timeout", "rise",
-                                           "fall",   "port",     "jitter",  "expect_header"};
-    static const char *const types[] = {"http", "tcp"};
+    static const char *const keys[H__N] = {"type",     "path",          "method", "host", "expect",
+                                           "interval", "timeout",       "rise",   "fall", "port",
+                                           "jitter",   "expect_header", "service"};
+    static const char *const types[] = {"http", "tcp", "grpc"};
     static const char *const kv_keys[] = {"name", "value"};
     yaml_node_t *v[H__N];
     char kpath[PATHLEN];
@@ -1885,9 +1886,9 @@ static void parse_health(struct ctx *c, struct keel_cfg_health *h, yaml_node_t *
     int type = KEEL_HEALTH_HTTP;
     if (v[H_TYPE]) {
         path_key(kpath, path, "type");
-        get_choice(c, v[H_TYPE], kpath, "health check type", types, 2, &type);
+        get_choice(c, v[H_TYPE], kpath, "health check type", types, 3, &type);
     } else {
-        missing(c, n, path, "type", " (http or tcp)");
+        missing(c, n, path, "type", " (http, tcp or grpc)");
     }
     h->type = (enum keel_health_type)type;
     if (h->type == KEEL_HEALTH_TCP) {
@@ -1900,6 +1901,44 @@ static void parse_health(struct ctx *c, struct keel_cfg_health *h, yaml_node_t *
             err(c, v[i], kpath,
                 "\"%s\" is only for \"type: http\" checks (a tcp check only connects)", keys[i]);
         }
+    }
+    if (h->type == KEEL_HEALTH_GRPC) {
+        static const int http_only[] = {H_PATH, H_METHOD, H_EXPECT, H_EXPECT_HEADER};
+        for (size_t k = 0; k < sizeof(http_only) / sizeof(http_only[0]); k++) {
+            int i = http_only[k];
+            if (!v[i])
+                continue;
+            path_key(kpath, path, keys[i]);
+            err(c, v[i], kpath,
+                "\"%s\" is only for \"type: http\" checks (a grpc check calls "
+                "grpc.health.v1.Health/Check and passes on SERVING)",
+                keys[i]);
+        }
+        h->grpc_service = strdup("");
+        if (!h->grpc_service) {
+            c->nomem = 1;
+            return;
+        }
+        if (v[H_SERVICE]) {
+            path_key(kpath, path, "service");
+            if (get_str(c, v[H_SERVICE], kpath, "a gRPC service name", 1, &h->grpc_service) == 0 &&
+                strlen(h->grpc_service) > 256)
+                err(c, v[H_SERVICE], kpath, "service name is too long (%zu bytes, at most 256)",
+                    strlen(h->grpc_service));
+        }
+    } else if (v[H_SERVICE]) {
+        path_key(kpath, path, "service");
+        err(c, v[H_SERVICE], kpath,
+            "\"service\" is only for \"type: grpc\" checks (the name asked about in "
+            "HealthCheckRequest)");
+    }
+    if (h->type != KEEL_HEALTH_TCP && v[H_HOST]) {
+        path_key(kpath, path, "host");
+        if (get_str(c, v[H_HOST], kpath, "a host name", 0, &h->host) == 0 &&
+            !valid_host_header(h->host))
+            err(c, v[H_HOST], kpath,
+                "invalid host %s (expected a host name or address, optionally with :port)",
+                quotez(&q, h->host));
     }
     if (h->type == KEEL_HEALTH_HTTP) {
         h->path = strdup("/health");
@@ -1926,14 +1965,6 @@ static void parse_health(struct ctx *c, struct keel_cfg_health *h, yaml_node_t *
                     "invalid method %s (expected an HTTP token of at most 32 characters, e.g. "
                     "GET or HEAD)",
                     quotez(&q, h->method));
-        }
-        if (v[H_HOST]) {
-            path_key(kpath, path, "host");
-            if (get_str(c, v[H_HOST], kpath, "a host name", 0, &h->host) == 0 &&
-                !valid_host_header(h->host))
-                err(c, v[H_HOST], kpath,
-                    "invalid host %s (expected a host name or address, optionally with :port)",
-                    quotez(&q, h->host));
         }
         if (v[H_EXPECT]) {
             path_key(kpath, path, "expect");

@@ -241,7 +241,8 @@ struct keel_conn *keel_conn_new(struct keel_worker *w, int fd, uint32_t listener
 /* Downstream HTTP/2 (h2_server.c). [worker] */
 
 /** Whether c->s.in starts with the HTTP/2 connection preface: 1 yes, -1 maybe (too few
- *  bytes yet), 0 no. */
+ *  bytes yet), 0 no. After ALPN selected h2, bytes that are not a preface also give 1: the
+ *  h2 session then ends the connection with GOAWAY(PROTOCOL_ERROR). */
 int keel_h2_preface(const struct keel_conn *c);
 /** Turns a connection whose input starts with the preface into an HTTP/2 carrier. @return 0
  *  (c may be closed already) or KEEL_ENOMEM (c untouched). */

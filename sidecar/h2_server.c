@@ -7,6 +7,7 @@
 #include "keel/h2srv.h"
 #include "keel/log.h"
 #include "conn.h"
+#include "tls.h"
 
 #define H2_READ_MAX (64 * 1024)
 #define H2_OUT_MAX (64 * 1024) /* frames queued in the socket buffer before writing */
@@ -23,8 +24,13 @@ static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 int keel_h2_preface(const struct keel_conn *c)
 {
     size_t k = c->s.in.len < 24 ? c->s.in.len : 24;
-    if (k == 0 || memcmp(c->s.in.data + c->s.in.off, PREFACE, k) != 0)
+    if (k == 0)
         return 0;
+    if (memcmp(c->s.in.data + c->s.in.off, PREFACE, k) != 0) {
+        /* After ALPN h2 the client has no HTTP/1.1 to fall back on: the session takes the
+         * bytes and answers the bad preface with GOAWAY(PROTOCOL_ERROR) (RFC 9113 3.4). */
+        return keel_tls_alpn_h2(&c->s) ? 1 : 0;
+    }
     return k == 24 ? 1 : -1;
 }
 

@@ -695,15 +695,19 @@ static ssize_t vs_read(struct keel_sock *s, size_t max)
     }
     if (st->head_done && st->head_off == st->head.len) {
         if (st->chunked) {
-            while (st->rdata.len && room > 24) {
-                size_t n = st->rdata.len < room - 24 ? st->rdata.len : room - 24;
+            /* The chunk framing may pass `max` by a few bytes: with less room than a chunk
+             * header the owner would be offered bytes it can never take (a feed loop). */
+            while (st->rdata.len && room > 0) {
+                size_t n = st->rdata.len;
+                if (n + 24 > room)
+                    n = room > 24 ? room - 24 : room;
                 char hdr[24];
                 int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
                 rc |= keel_buf_append(&s->in, hdr, (size_t)hl);
                 rc |= keel_buf_append(&s->in, st->rdata.data + st->rdata.off, n);
                 rc |= keel_buf_append(&s->in, "\r\n", 2);
                 keel_buf_consume(&st->rdata, n);
-                room -= n + (size_t)hl + 2;
+                room = room > n + (size_t)hl + 2 ? room - (n + (size_t)hl + 2) : 0;
                 moved += n + (size_t)hl + 2;
                 data += n;
             }
@@ -720,12 +724,11 @@ static ssize_t vs_read(struct keel_sock *s, size_t max)
             } else {
                 const char *tr = st->trailers_done ? st->trail.buf : "\r\n";
                 size_t tl = st->trailers_done ? st->trail.len : 2;
-                if (room >= tl + 3) {
-                    rc |= keel_buf_append(&s->in, "0\r\n", 3);
-                    rc |= keel_buf_append(&s->in, tr, tl);
-                    moved += tl + 3;
-                    st->end_given = 1;
-                }
+                /* Always (trailers are bounded): waiting for room could wait forever. */
+                rc |= keel_buf_append(&s->in, "0\r\n", 3);
+                rc |= keel_buf_append(&s->in, tr, tl);
+                moved += tl + 3;
+                st->end_given = 1;
             }
         }
     }

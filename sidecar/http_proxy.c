@@ -786,6 +786,8 @@ static void flush_request(struct keel_conn *c)
         if (t->resp_state == KEEL_RS_HEAD)
             up_timer(u, response_timeout_s(c, u->ccfg));
     }
+    if (c->s.rd_eof && c->s.in.len == 0 && !req_framing_complete(t))
+        keel_conn_close(c, "client closed mid-request");
 }
 
 /* Parses and starts requests while complete ones are buffered (pipelining). Returns once a
@@ -1495,7 +1497,10 @@ static void on_up_read(struct ev_loop *loop, ev_io *io, int revents)
 static void on_client_read(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct keel_conn *c = io->data;
-    size_t max = c->state == KEEL_CS_PROXY ? BODY_BUF : head_limit(c);
+    /* The same bound update_io() reads under: a mismatch would wake this callback for bytes
+     * it then refuses (a busy loop, and a feed loop for an HTTP/2 stream). */
+    size_t max =
+        c->state == KEEL_CS_PROXY && !req_framing_complete(&c->t) ? BODY_BUF : head_limit(c);
     ssize_t n = keel_sock_read(&c->s, max);
     if (n == KEEL_EAGAIN) {
         update_io(c);
@@ -1506,11 +1511,14 @@ static void on_client_read(struct ev_loop *loop, ev_io *io, int revents)
         return;
     }
     if (c->state == KEEL_CS_PROXY && !req_framing_complete(&c->t)) {
-        if (n == 0) {
+        /* At EOF, body bytes still buffered (waiting for the upstream connect) may complete
+         * the request: flush_request() decides once they are forwarded. */
+        if (n == 0 && c->s.in.len == 0) {
             keel_conn_close(c, "client closed mid-request");
             return;
         }
-        client_timer(c, c->lcfg->idle_timeout_ms / 1000.0);
+        if (n > 0)
+            client_timer(c, c->lcfg->idle_timeout_ms / 1000.0);
     }
     /* EOF after a complete request is a half-close as far as keel can tell (a full close
      * looks the same until we write): the exchange goes on and the response is delivered,

@@ -19,8 +19,9 @@
  * one window per stream. Response bytes are taken up to a per-stream bound.
  *
  * Protections (a violation ends the connection with GOAWAY, counted in `abuse`): header list
- * larger than max_header_list or with more than max_headers fields (HPACK bombs), more than 32
- * CONTINUATION frames in one header block, stream resets by the client or caused by its
+ * larger than max_header_list or with more than max_headers fields (HPACK bombs), more than 8
+ * CONTINUATION frames in one header block (nghttp2's own limit, CVE-2024-28182; keel counts
+ * too, at 32, for a libnghttp2 without it), stream resets by the client or caused by its
  * protocol errors faster than a token bucket allows (rapid reset CVE-2023-44487, MadeYouReset),
  * control frames (PING, SETTINGS, PRIORITY, empty DATA, WINDOW_UPDATE) faster than a token
  * bucket allows, and nghttp2's own flood detection (unread ACKs).

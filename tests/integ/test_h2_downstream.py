@@ -292,6 +292,26 @@ class H2DownstreamTest(KeelTestCase):
         st = c.response(c.request("POST", "/p/empty", body=b""))
         self.assertEqual(st.json()["body_len"], 0)
 
+    def test_small_posts_while_upstream_connects(self):
+        # ?close=1: the backend closes after each answer, so every request waits for a new
+        # upstream connection while its END_STREAM has already arrived. The end of the
+        # request body is not a client abort.
+        c = self.h2()
+        results = []
+        for i in range(20):
+            body = b"small body %d" % i
+            if i % 2:
+                sid = c.request("POST", "/api/post%d?close=1" % i, end_stream=False)
+                c.send_body(sid, body)
+            else:
+                sid = c.request("POST", "/api/post%d?close=1" % i, body=body,
+                                content_length=False)
+            st = c.response(sid)
+            results.append((i, st.status, st.reset))
+            if st.status == 200:
+                self.assertEqual(st.json()["body_sha256"], sha256(body))
+        self.assertEqual([r for r in results if r[1] != 200], [])
+
     def test_request_and_response_trailers(self):
         c = self.h2()
         body = os.urandom(100000)

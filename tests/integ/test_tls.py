@@ -285,6 +285,40 @@ class TlsTerminationTest(TlsBase):
         self.assertIsNone(alpn_of(s_client(self.port, "a.test", "spdy/3")))
         self.assertIsNone(alpn_of(s_client(self.port, "a.test")))
 
+    def test_alpn_h2_bad_preface_is_a_connection_error(self):
+        # After ALPN h2 there is no HTTP/1.1 fallback: bytes that are not the HTTP/2 preface
+        # end the connection with GOAWAY(PROTOCOL_ERROR) (RFC 9113 3.4; h2spec http2/3.5/2),
+        # not an HTTP/1.1 400. A client that negotiated http/1.1 still gets HTTP/1.1.
+        def attempt(alpn):
+            ctx = self.ctx()
+            ctx.set_alpn_protocols([alpn])
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+                    self.assertEqual(s.selected_alpn_protocol(), alpn)
+                    s.sendall(b"INVALID CONNECTION PREFACE\r\n\r\n")
+                    data = b""
+                    while len(data) < 65536:
+                        try:
+                            d = s.recv(65536)
+                        except (ConnectionResetError, ssl.SSLError):
+                            break
+                        if not d:
+                            break
+                        data += d
+                    return data
+
+        data = attempt("h2")
+        self.assertFalse(data.startswith(b"HTTP/1.1"), data[:200])
+        frames, off = [], 0
+        while off + 9 <= len(data):
+            n = int.from_bytes(data[off:off + 3], "big")
+            frames.append((data[off + 3], data[off + 9:off + 9 + n]))
+            off += 9 + n
+        goaways = [p for t, p in frames if t == 0x7]
+        self.assertEqual(len(goaways), 1, frames)
+        self.assertEqual(int.from_bytes(goaways[0][4:8], "big"), 0x1)  # PROTOCOL_ERROR
+        self.assertTrue(attempt("http/1.1").startswith(b"HTTP/1.1 400 "))
+
     def test_sni_picks_the_certificate(self):
         self.assertEqual(server_cn(s_client(self.port, "a.test")), "a.test")
         self.assertEqual(server_cn(s_client(self.port, "b.test")), "b.test")

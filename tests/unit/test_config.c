@@ -981,13 +981,18 @@ static void test_bad_table(void)
 static const struct bad_case health_bad_cases[] = {
     {HC("      type: udp\n"), "9:13",
      "clusters[0].health_check.type: |unknown health check type \"udp\" (expected one of http, "
-     "tcp)",
+     "tcp, grpc)",
      1},
     {HC("      path: /h\n"), "9:7",
-     "clusters[0].health_check.type: |missing required key \"type\"|http or tcp", 1},
+     "clusters[0].health_check.type: |missing required key \"type\"|http, tcp or grpc", 1},
+    {HC("      type: grpc\n      path: /h\n"), "10:13",
+     "clusters[0].health_check.path: |\"path\" is only for \"type: http\" checks", 1},
+    {HC("      type: http\n      service: a\n"), "10:16",
+     "clusters[0].health_check.service: |\"service\" is only for \"type: grpc\" checks", 1},
     {HC("      type: http\n      intervall: 1s\n"), "10:7",
      "clusters[0].health_check.intervall: |unknown key \"intervall\" (expected one of type, "
-     "path, method, host, expect, interval, timeout, rise, fall, port, jitter, expect_header)",
+     "path, method, host, expect, interval, timeout, rise, fall, port, jitter, expect_header, "
+     "service)",
      1},
     {HC("      type: http\n      interval: 50ms\n"), "10:17",
      "clusters[0].health_check.interval: |duration \"50ms\" is out of range (expected "

@@ -457,6 +457,99 @@ out:
     keel_h2srv_free(h);
 }
 
+/* ---- raw frames (what an nghttp2 client would never send) ------------------------------ */
+
+static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/* Appends one frame header + payload to buf at *len. */
+static void raw_frame(uint8_t *buf, size_t *len, uint8_t type, uint8_t flags, uint32_t id,
+                      const uint8_t *p, size_t plen)
+{
+    uint8_t *o = buf + *len;
+    o[0] = (uint8_t)(plen >> 16);
+    o[1] = (uint8_t)(plen >> 8);
+    o[2] = (uint8_t)plen;
+    o[3] = type;
+    o[4] = flags;
+    o[5] = (uint8_t)(id >> 24);
+    o[6] = (uint8_t)(id >> 16);
+    o[7] = (uint8_t)(id >> 8);
+    o[8] = (uint8_t)id;
+    if (plen)
+        memcpy(o + 9, p, plen);
+    *len += 9 + plen;
+}
+
+/* GET / (HPACK: :method GET, :path /, :scheme http, :authority "a" without indexing). */
+static const uint8_t GET_BLOCK[] = {0x82, 0x84, 0x86, 0x01, 0x01, 'a'};
+static const uint8_t TRAILER_BLOCK[] = {0x00, 0x01, 'x', 0x01, 'y'}; /* x: y */
+
+/* Feeds the preface, an empty SETTINGS and HEADERS frames on the given stream ids (END_STREAM
+ * as given); returns the last recv result and the GOAWAY error code sent (-1: none). */
+static ssize_t raw_headers(struct keel_h2srv *h, const uint32_t *ids, const uint8_t *ends,
+                           const int *trailer, size_t n, long *goaway_code)
+{
+    uint8_t in[4096];
+    size_t len = 0;
+    memcpy(in, PREFACE, 24);
+    len = 24;
+    raw_frame(in, &len, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t fl = NGHTTP2_FLAG_END_HEADERS | (ends[i] ? NGHTTP2_FLAG_END_STREAM : 0);
+        if (trailer[i])
+            raw_frame(in, &len, NGHTTP2_HEADERS, fl, ids[i], TRAILER_BLOCK, sizeof(TRAILER_BLOCK));
+        else
+            raw_frame(in, &len, NGHTTP2_HEADERS, fl, ids[i], GET_BLOCK, sizeof(GET_BLOCK));
+    }
+    ssize_t rc = keel_h2srv_recv(h, in, len);
+    static uint8_t out[1 << 16];
+    ssize_t on = keel_h2srv_send(h, out, sizeof(out));
+    *goaway_code = -1;
+    for (size_t off = 0; on > 0 && off + 9 <= (size_t)on;) {
+        size_t fl = ((size_t)out[off] << 16) | ((size_t)out[off + 1] << 8) | out[off + 2];
+        if (out[off + 3] == NGHTTP2_GOAWAY && fl >= 8 && off + 9 + 8 <= (size_t)on)
+            *goaway_code = ((long)out[off + 13] << 24) | (out[off + 14] << 16) |
+                           (out[off + 15] << 8) | out[off + 16];
+        off += 9 + fl;
+    }
+    return rc;
+}
+
+/* RFC 9113 5.1.1: HEADERS on a lower stream id that was skipped (implicitly closed) is a
+ * connection error PROTOCOL_ERROR (h2spec http2/5.1.1/2); trailers on a lower stream that is
+ * still open are not. */
+static void test_skipped_stream_id(void)
+{
+    struct owner o;
+    long code;
+    struct keel_h2srv *h = server(&o, 0);
+    uint32_t ids1[] = {5, 3};
+    uint8_t ends1[] = {1, 1};
+    int trl1[] = {0, 0};
+    CHECK(raw_headers(h, ids1, ends1, trl1, 2, &code) == KEEL_EBADMSG);
+    CHECKF(code == NGHTTP2_PROTOCOL_ERROR, "%ld", code);
+    CHECK(o.requests == 1);
+    keel_h2srv_free(h);
+
+    h = server(&o, 0);
+    uint32_t ids2[] = {1, 7, 3};
+    uint8_t ends2[] = {1, 1, 1};
+    int trl2[] = {0, 0, 0};
+    CHECK(raw_headers(h, ids2, ends2, trl2, 3, &code) == KEEL_EBADMSG);
+    CHECKF(code == NGHTTP2_PROTOCOL_ERROR, "%ld", code);
+    keel_h2srv_free(h);
+
+    /* Stream 1 stays open while 3 starts; its trailers then end it: no error. */
+    h = server(&o, 0);
+    uint32_t ids3[] = {1, 3, 1};
+    uint8_t ends3[] = {0, 1, 1};
+    int trl3[] = {0, 0, 1};
+    CHECK(raw_headers(h, ids3, ends3, trl3, 3, &code) > 0);
+    CHECKF(code == -1, "%ld", code);
+    CHECK(o.requests == 2);
+    keel_h2srv_free(h);
+}
+
 int main(void)
 {
     test_get();
@@ -466,5 +559,6 @@ int main(void)
     test_rapid_reset();
     test_header_limit();
     test_flow_control();
+    test_skipped_stream_id();
     return TEST_SUMMARY("test_h2srv");
 }
