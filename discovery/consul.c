@@ -10,6 +10,7 @@
 #include "keel/err.h"
 #include "keel/log.h"
 #include "consul_parse.h"
+#include "curl_dl.h" /* libcurl is loaded when consul discovery starts */
 #include "discovery.h"
 
 #define BODY_MAX (32u << 20) /* a health answer larger than this is refused */

@@ -201,8 +201,10 @@ int keel_sock_setup(int fd);
 /* Upstream connections and the per-worker pool (upstream.c). [worker] */
 
 /**
- * Gets a connection to the endpoint: an idle pooled one that is still open, or a new
- * non-blocking connect (pooled=0: always a new one). The load record is referenced by the
+ * Gets a connection to the endpoint: an idle pooled one, or a new non-blocking connect
+ * (pooled=0: always a new one; 1: a pooled one as it is, for a request the caller sends
+ * again on a new connection if the pooled one turns out closed; 2: a pooled one checked
+ * with a recv(MSG_PEEK) first). The load record is referenced by the
  * connection.
  * @return the connection (state CONNECTING or ACTIVE; `reused` set for a pooled one) or NULL
  *         with *err set (KEEL_ENOMEM, KEEL_EIO, KEEL_ECONNREFUSED, KEEL_ELIMIT when the

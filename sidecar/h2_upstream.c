@@ -698,9 +698,9 @@ static ssize_t vs_read(struct keel_sock *s, size_t max)
             /* The chunk framing may pass `max` by a few bytes: with less room than a chunk
              * header the owner would be offered bytes it can never take (a feed loop). */
             while (st->rdata.len && room > 0) {
-                size_t n = st->rdata.len;
-                if (n + 24 > room)
-                    n = room > 24 ? room - 24 : room;
+                size_t n = st->rdata.len, fit = room > 24 ? room - 24 : room;
+                if (n + 24 > room && n > fit)
+                    n = fit;
                 char hdr[24];
                 int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
                 rc |= keel_buf_append(&s->in, hdr, (size_t)hl);

@@ -991,7 +991,10 @@ static void dispatch(struct keel_conn *c)
         if (t->n_tried < sizeof(t->tried) / sizeof(t->tried[0]))
             t->tried[t->n_tried++] = (uint32_t)idx;
         int err = 0;
-        struct keel_upconn *u = keel_up_get(w, ep, cl, 1, &err);
+        /* A request without a body is sent again on a new connection when a pooled one
+         * turns out closed (up_failed): no need to check the pooled one first. */
+        int pooled = t->req_mode == KEEL_H1_BODY_NONE && !t->retried_reuse ? 1 : 2;
+        struct keel_upconn *u = keel_up_get(w, ep, cl, pooled, &err);
         if (!u && err == KEEL_ELIMIT) {
             breaker_reject(c, cl, 0, "max_connections");
             return;

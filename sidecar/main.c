@@ -127,7 +127,6 @@ int main(int argc, char **argv)
     if (keel_config_load_file(cfg_path, &cfg, &errs) != 0)
         return print_errors(&errs);
     keel_config_errors_free(&errs);
-    OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS, NULL);
     /* Certificates and keys are loaded (and checked) before anything starts. */
     if (keel_tls_init(cfg) != 0) {
         fprintf(stderr, "%s: TLS set-up failed (see above)\n", cfg_path);

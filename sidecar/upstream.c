@@ -191,7 +191,11 @@ struct keel_upconn *keel_up_get(struct keel_worker *w, const struct keel_endpoin
         u->next_idle = NULL;
         ev_io_stop(w->loop, &u->s.rio);
         ev_timer_stop(w->loop, &u->timer);
-        if (!still_open(&u->s)) {
+        /* Its idle watcher has closed a connection the peer closed before this loop
+         * iteration. A peek (one more syscall per request) only narrows the race to a close
+         * since then, so it is kept for requests that cannot simply be sent again on a new
+         * connection (pooled == 2; see up_failed in http_proxy.c). */
+        if (pooled > 1 && !still_open(&u->s)) {
             u->state = KEEL_UP_ACTIVE; /* not in the pool any more */
             keel_up_close(u);
             continue;

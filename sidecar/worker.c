@@ -2,6 +2,7 @@
 /* Worker threads: one libev loop each, own SO_REUSEPORT listeners, snapshot adoption, drain. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -66,7 +67,6 @@ static void accept_some(struct keel_worker *w, struct keel_lsock *ls, int limit)
             KEEL_INFO("listener %s: accepting again", l->name);
         }
         atomic_fetch_add_explicit(&st->accepted, 1, memory_order_relaxed);
-        keel_sock_setup(fd);
         if (l->proto == KEEL_LISTEN_TCP)
             keel_tcp_accept(w, fd, ls->listener, &peer);
         else
@@ -110,6 +110,9 @@ int keel_worker_bind(struct keel_worker *w)
             goto fail;
         if (l->addr.sa.ss_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        /* Accepted sockets inherit TCP_NODELAY from the listening one (and get O_NONBLOCK
+         * from accept4): no fcntl/setsockopt calls per connection. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (bind(fd, (const struct sockaddr *)&l->addr.sa, l->addr.salen) != 0)
             goto fail;
         if (listen(fd, 4096) != 0)

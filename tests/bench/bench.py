@@ -39,7 +39,13 @@ BIG_SIZE = 100 * 1000 * 1000
 PROXIES = ["keel", "haproxy", "nginx"]
 LABEL = {"keel": "keel", "haproxy": "HAProxy", "nginx": "nginx", "direct": "direct"}
 
-# Workloads in table order. kind: wrk | tcp | large | unsupported.
+# HTTP/2 workloads (h2load): clients x concurrent streams per connection.
+H2_CLIENTS = 8
+H2_STREAMS = 32
+# gRPC-like request body: one length-prefixed message (flag 0, 4-byte length, 64 bytes).
+GRPC_BODY = b"\x00\x00\x00\x00\x40" + b"k" * 64
+
+# Workloads in table order. kind: wrk | tcp | large | h2 | h2large | unsupported.
 WORKLOADS = [
     ("memory", "memory", "memory: fresh process at rest, then with 1000 idle keep-alive clients"),
     ("http1_keepalive_50", "wrk", "HTTP/1.1 keep-alive, 50 connections"),
@@ -47,8 +53,11 @@ WORKLOADS = [
     ("http1_close_50", "wrk", "HTTP/1.1 connection per request (Connection: close), 50 conns"),
     ("tcp_iperf3", "tcp", "raw TCP throughput (iperf3, 1 stream)"),
     ("large_body_100MB", "large", "100 MB download (curl, sequential)"),
-    ("http2_h2load", "unsupported", "HTTP/2 (h2load, many streams) to HTTP/1.1 backend"),
-    ("grpc_h2", "unsupported", "gRPC-like h2 to h2 backend"),
+    ("http2_h2load", "h2", "HTTP/2 h2c (h2load, %d conns x %d streams) to HTTP/1.1 backend" % (
+        H2_CLIENTS, H2_STREAMS)),
+    ("grpc_h2", "h2", "gRPC-like h2c POST to h2c backend (h2load, %d conns x %d streams)" % (
+        H2_CLIENTS, H2_STREAMS)),
+    ("large_body_h2", "h2large", "100 MB download over h2c (curl, sequential)"),
 ]
 
 # metric id -> (label, unit format, direction). direction: "up" higher is better.
@@ -335,14 +344,26 @@ listeners:
     cluster: iperf
     limits:
       max_connections: 20000
+  # HTTP/2 clients use the http listener above (h2c prior knowledge); this one sends them
+  # on to the h2c backend.
+  - name: grpc
+    address: 127.0.0.1:%d
+    protocol: http
+    routes:
+      - cluster: backend_h2
+    limits:
+      max_connections: 20000
 clusters:
   - name: backend
     endpoints: [127.0.0.1:%d]
     max_idle_per_endpoint: 1024
+  - name: backend_h2
+    protocol: h2
+    endpoints: [127.0.0.1:%d]
   - name: iperf
     endpoints: [127.0.0.1:%d]
-""" % (ports["keel_admin"], ports["keel_http"], ports["keel_tcp"], ports["backend"],
-       ports["iperf"])
+""" % (ports["keel_admin"], ports["keel_http"], ports["keel_tcp"], ports["keel_grpc"],
+       ports["backend"], ports["backend_h2"], ports["iperf"])
 
 
 def haproxy_conf(ports, nofile):
@@ -376,8 +397,28 @@ listen tcp_in
     timeout server 1h
     bind 127.0.0.1:%d
     server t1 127.0.0.1:%d
+
+frontend h2_in
+    mode http
+    option http-keep-alive
+    option forwardfor
+    bind 127.0.0.1:%d proto h2
+    default_backend http_be
+
+frontend grpc_in
+    mode http
+    option http-keep-alive
+    option forwardfor
+    bind 127.0.0.1:%d proto h2
+    default_backend h2_be
+
+backend h2_be
+    mode http
+    http-reuse always
+    server b2 127.0.0.1:%d proto h2 pool-max-conn 1024
 """ % (min(20000, (nofile - 200) // 2), ports["haproxy_http"], ports["backend"],
-       ports["haproxy_tcp"], ports["iperf"])
+       ports["haproxy_tcp"], ports["iperf"], ports["haproxy_h2"], ports["haproxy_grpc"],
+       ports["backend_h2"])
 
 
 def nginx_proxy_conf(tmp, ports, stream_line, nofile):
@@ -421,9 +462,37 @@ http {
             proxy_max_temp_file_size 0;
         }
     }
+    # h2c clients (prior knowledge) to the HTTP/1.1 backend
+    server {
+        listen 127.0.0.1:%d backlog=4096 http2;
+        http2_max_concurrent_streams 1024;
+        location / {
+            proxy_pass http://http_be;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_max_temp_file_size 0;
+        }
+    }
+    # h2c clients to the h2c backend (nginx speaks HTTP/2 upstream only as grpc_pass)
+    upstream h2_be {
+        server 127.0.0.1:%d;
+        keepalive 1024;
+        keepalive_requests 100000000;
+        keepalive_timeout 60s;
+    }
+    server {
+        listen 127.0.0.1:%d backlog=4096 http2;
+        http2_max_concurrent_streams 1024;
+        location / {
+            grpc_pass grpc://h2_be;
+            grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }
+    }
 }
 %s""" % (stream_line or "", user, tmp, tmp, nofile, temps, ports["backend"],
-          ports["nginx_http"], stream)
+          ports["nginx_http"], ports["nginx_h2"], ports["backend_h2"], ports["nginx_grpc"],
+          stream)
 
 
 # ---------------------------------------------------------------- measurements
@@ -571,6 +640,119 @@ def run_large(port, count, cpu, proxy_item):
     }, ""
 
 
+def run_h2load(port, duration, cpu, proxy_item, backend_item, tmp, grpc):
+    """h2load over h2c (prior knowledge): H2_CLIENTS connections, H2_STREAMS streams each."""
+    logf = os.path.join(tmp, "h2load-latency.log")
+    argv = ["h2load", "-c%d" % H2_CLIENTS, "-m%d" % H2_STREAMS, "-t1", "-D", str(duration),
+            "--warm-up-time=1", "--log-file=" + logf]
+    if grpc:
+        body = os.path.join(tmp, "grpc-body.bin")
+        with open(body, "wb") as f:
+            f.write(GRPC_BODY)
+        argv += ["-d", body, "-H", "content-type: application/grpc", "-H", "te: trailers"]
+    argv.append("http://127.0.0.1:%d/" % port)
+    pids = proc_pids(proxy_item)
+    bpids = proc_pids(backend_item)
+    cpu0 = cpu_seconds(pids)
+    bcpu0 = cpu_seconds(bpids)
+    t0 = time.time()
+    rc, out = run(argv, duration + 30, cpu)
+    wall = time.time() - t0
+    cpu1 = cpu_seconds(pids)
+    bcpu1 = cpu_seconds(bpids)
+    m = re.search(r"finished in ([0-9.]+)(m?s), ([0-9.]+) req/s", out)
+    r = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+    st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if rc != 0 or not m or not r or not st:
+        return None, out
+    ok = int(r.group(4))
+    lat = []
+    try:
+        with open(logf) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1].startswith("2"):
+                    lat.append(int(parts[2]))
+    except OSError:
+        pass
+    finally:
+        try:
+            os.unlink(logf)
+        except OSError:
+            pass
+    lat.sort()
+
+    def pct(q):
+        return lat[min(len(lat) - 1, int(q * len(lat)))] / 1000.0 if lat else None
+    # h2load's CPU time window includes its warm-up second: count requests over the wall
+    # time of the whole run for CPU per request (every request of the run went through).
+    done = int(r.group(3))
+    return {
+        "rps": float(m.group(3)),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "cpu_us_per_req": (cpu1 - cpu0) * 1e6 / done if done else None,
+        "proxy_busy_pct": 100.0 * (cpu1 - cpu0) / wall,
+        "backend_cpu_us_per_req": (bcpu1 - bcpu0) * 1e6 / done if done else None,
+        "socket_errors": int(r.group(5)) + int(r.group(6)) + int(r.group(7)),
+        "http_errors": int(st.group(3)) + int(st.group(4)),
+        "_ok": ok,
+    }, out
+
+
+def check_h2(port, grpc):
+    """One request over h2c through a proxy; None if it returned the backend's exact body,
+    else a short reason."""
+    argv = ["curl", "-s", "-S", "--http2-prior-knowledge", "--max-time", "10", "-o", "-",
+            "-w", "\n%{http_code} %{http_version}"]
+    if grpc:
+        argv += ["-H", "content-type: application/grpc", "-H", "te: trailers",
+                 "--data-binary", "@-"]
+    argv.append("http://127.0.0.1:%d/" % port)
+    try:
+        r = subprocess.run(argv, input=GRPC_BODY if grpc else b"", stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=20, preexec_fn=_child_setup)
+    except subprocess.TimeoutExpired:
+        return "no answer over h2c within 20 s"
+    out = r.stdout
+    err = r.stderr.decode("utf-8", "replace").strip()
+    if r.returncode != 0:
+        return "h2c request failed: %s" % (err.splitlines()[-1] if err else "curl rc %d" %
+                                            r.returncode)
+    body, _, tail = out.rpartition(b"\n")
+    code = tail.decode("utf-8", "replace").split()
+    if len(code) != 2 or code[1] != "2":
+        return "answered over HTTP/%s, not HTTP/2" % (code[1] if len(code) == 2 else "?")
+    if code[0] != "200":
+        return "h2c request got status %s" % code[0]
+    if body.decode("utf-8", "replace") != BODY:
+        return "h2c request got body %r, want the backend's" % body[:80]
+    return None
+
+
+def run_h2large(port, count, cpu, proxy_item):
+    pids = proc_pids(proxy_item)
+    cpu0 = cpu_seconds(pids)
+    total_bytes = 0
+    total_time = 0.0
+    for _ in range(count):
+        rc, out = run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null",
+                       "--max-time", "60", "-w", "%{http_code} %{size_download} %{time_total}",
+                       "http://127.0.0.1:%d/%s" % (port, BIG_NAME)], 70, cpu)
+        parts = out.split()
+        if rc != 0 or len(parts) != 3 or parts[0] != "200" or int(parts[1]) != BIG_SIZE:
+            return None, "curl rc=%d: %s" % (rc, out.strip())
+        total_bytes += int(parts[1])
+        total_time += float(parts[2])
+    cpu1 = cpu_seconds(pids)
+    gb = total_bytes / 1e9
+    return {
+        "mb_per_s": total_bytes / 1e6 / total_time,
+        "cpu_s_per_gb": (cpu1 - cpu0) / gb,
+    }, ""
+
+
 # ---------------------------------------------------------------- reporting
 
 
@@ -651,6 +833,7 @@ def versions(keel):
         "wrk": first(["wrk", "-v"]),
         "iperf3": first(["iperf3", "-v"]),
         "curl": " ".join(first(["curl", "--version"]).split()[:2]),
+        "h2load": first(["h2load", "--version"]),
     }
 
 
@@ -744,12 +927,16 @@ def markdown(meta, report, modes):
                     "%.2f" % r1 if r1 is not None else "–",
                     "%.2f" % r2 if r2 is not None else "–"))
             if errs:
-                L.append("| %s | wrk errors: socket / responses >= 400, sum over rounds ↓ | %s |"
-                         " – | – |" % (desc, " | ".join(
+                tool = "h2load" if kind == "h2" else "wrk"
+                L.append("| %s | %s errors: socket / responses >= 400, sum over rounds ↓ | %s |"
+                         " – | – |" % (desc, tool, " | ".join(
                              "%d / %d" % (errs[p]["socket_errors"], errs[p]["http_errors"])
                              if p in errs else "n/a" for p in PROXIES)))
-            for p, why in sorted(w.get("unavailable", {}).items()):
-                L.append("| %s | %s: not measured | %s | | | | |" % (desc, LABEL[p], why))
+            una = w.get("unavailable", {})
+            if una:
+                L.append("| %s | not measured | %s | – | – |" % (desc, " | ".join(
+                    "n/a (%s)" % una[p].replace("|", "/") if p in una else ""
+                    for p in PROXIES)))
     L.append("")
     L.append("↑ higher is better, ↓ lower is better. CPU is utime+stime of all proxy threads "
              "and processes (nginx master+worker) from /proc/<pid>/stat over the run; RSS is "
@@ -770,7 +957,15 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--note", action="append", default=[], help="add a note to the report")
     ap.add_argument("--out", default=RESULTS, help="directory for latest.md / latest.json")
+    ap.add_argument("--workloads", help="comma list of workload ids to run (default: all): " +
+                    ",".join(w[0] for w in WORKLOADS))
     a = ap.parse_args()
+    if a.workloads:
+        known = [w[0] for w in WORKLOADS]
+        bad = [w for w in a.workloads.split(",") if w not in known]
+        if bad:
+            ap.error("unknown workload(s) %s; known: %s" % (",".join(bad), ",".join(known)))
+        WORKLOADS[:] = [w for w in WORKLOADS if w[0] in a.workloads.split(",")]
 
     short = a.short
     rounds = a.rounds or (2 if short else 3)
@@ -785,7 +980,7 @@ def main():
         ap.error("rounds must be 1..20 and duration 1..120")
     if (os.cpu_count() or 1) < 2 and "pinned" in modes:
         ap.error("pinned mode needs at least 2 CPUs")
-    for tool in ("haproxy", "nginx", "wrk", "iperf3", "curl", "taskset"):
+    for tool in ("haproxy", "nginx", "wrk", "iperf3", "curl", "taskset", "h2load", "nghttpd"):
         if not shutil.which(tool):
             raise BenchError("%s not found: run tests/bench/run.sh, which installs it" % tool)
     if not os.access(a.keel, os.X_OK):
@@ -869,8 +1064,9 @@ def bench(a, meta, procs, tmp, modes, rounds, duration, tcp_duration, large_coun
         pcpu = 0 if pinned else None  # proxy
         lcpu = 1 if pinned else None  # load generators and backends
         threads = 1 if pinned else 2
-        names = ("backend", "iperf", "keel_admin", "keel_http", "keel_tcp", "haproxy_http",
-                 "haproxy_tcp", "nginx_http", "nginx_tcp")
+        names = ("backend", "backend_h2", "iperf", "keel_admin", "keel_http", "keel_tcp",
+                 "keel_grpc", "haproxy_http", "haproxy_tcp", "haproxy_h2", "haproxy_grpc",
+                 "nginx_http", "nginx_tcp", "nginx_h2", "nginx_grpc")
         ports = {n: free_port() for n in names}
         log("mode %s: ports %s" % (mode, ports))
 
@@ -885,6 +1081,19 @@ def bench(a, meta, procs, tmp, modes, rounds, duration, tcp_duration, large_coun
         st, body = http_get(ports["backend"])
         if st != 200 or body.decode() != BODY:
             raise BenchError("backend answered %d %r" % (st, body[:100]))
+        # h2c backend for the h2 -> h2 workload: nghttpd serves the same body for any method
+        # and reads a request's body before it answers, as a gRPC server does (an nginx
+        # "return 200" answers first, which nginx's own grpc_pass then reports as errors).
+        h2www = os.path.join(tmp, "h2www")
+        os.makedirs(h2www, exist_ok=True)
+        with open(os.path.join(h2www, "index.html"), "w") as f:
+            f.write(BODY)
+        backend_h2 = None
+        if any(w[0] == "grpc_h2" for w in WORKLOADS):
+            backend_h2 = procs.start("backend-h2-" + mode, [
+                "nghttpd", "--no-tls", "-a", "127.0.0.1", "-m", "1024", "-d", h2www,
+                str(ports["backend_h2"])], lcpu)
+            wait_port(ports["backend_h2"], backend_h2, procs)
         iperf = procs.start("iperf3-" + mode, ["iperf3", "-s", "-B", "127.0.0.1", "-p",
                                                str(ports["iperf"])], lcpu)
         wait_port(ports["iperf"], iperf, procs)
@@ -953,6 +1162,24 @@ def bench(a, meta, procs, tmp, modes, rounds, duration, tcp_duration, large_coun
         if r is None:
             raise BenchError("iperf3 direct check failed: %s" % err)
         log("mode %s: all three proxies return the backend's body and carry TCP" % mode)
+        # HTTP/2: a proxy that does not pass this check is reported "n/a (reason)" for the
+        # workload instead of stopping the benchmark (keel's HTTP/2 is still landing).
+        h2_port = {"keel": ports["keel_http"], "haproxy": ports["haproxy_h2"],
+                   "nginx": ports["nginx_h2"]}
+        grpc_port = {"keel": ports["keel_grpc"], "haproxy": ports["haproxy_grpc"],
+                     "nginx": ports["nginx_grpc"]}
+        h2_kinds = [w for w in WORKLOADS if w[1] in ("h2", "h2large")]
+        una = meta["unavailable"].setdefault(mode, {})
+        for p in PROXIES if h2_kinds else []:
+            for port in (h2_port[p], grpc_port[p]):
+                wait_port(port, items[p], procs)
+            why = check_h2(h2_port[p], False)
+            why_grpc = check_h2(grpc_port[p], True)
+            for wid, kind, _ in h2_kinds:
+                w_why = why_grpc if wid == "grpc_h2" else why
+                if w_why:
+                    una.setdefault(wid, {})[p] = w_why
+                    log("mode %s: %s not measured for %s: %s" % (mode, wid, p, w_why))
 
         R = raw[mode] = {}
 
@@ -960,11 +1187,12 @@ def bench(a, meta, procs, tmp, modes, rounds, duration, tcp_duration, large_coun
             R.setdefault(wid, {}).setdefault(metric, {}).setdefault(proxy, []).append(value)
 
         time.sleep(0.5)
-        for p in PROXIES:
+        want_memory = any(w[0] == "memory" for w in WORKLOADS)
+        for p in PROXIES if want_memory else []:
             add("memory", "rss_rest_kb", p, rss_kb(proc_pids(items[p])))
         # Idle connections on the fresh processes (later rounds would only reuse what the
         # allocator kept from the load runs).
-        for p in PROXIES:
+        for p in PROXIES if want_memory else []:
             before, during = idle_conns_rss(http_port[p], 1000, items[p])
             add("memory", "rss_idle_1000_kb", p, during)
             add("memory", "kb_per_idle_conn", p, (during - before) / 1000.0)
@@ -985,6 +1213,7 @@ def bench(a, meta, procs, tmp, modes, rounds, duration, tcp_duration, large_coun
                     continue
                 if kind == "memory":
                     continue
+                skip = meta["unavailable"].get(mode, {}).get(wid, {})
                 k = (rnd + wi) % len(PROXIES)
                 order = PROXIES[k:] + PROXIES[:k]
                 if kind == "tcp":
@@ -1038,6 +1267,40 @@ def bench(a, meta, procs, tmp, modes, rounds, duration, tcp_duration, large_coun
                         add(wid, "cpu_s_per_gb", p, r["cpu_s_per_gb"])
                         log("%s %s tcp round %d: %.2f Gbit/s (direct %.2f) cpu %.3f s/GB" % (
                             mode, p, rnd + 1, r["gbps"], direct or 0, r["cpu_s_per_gb"] or 0))
+                    elif kind == "h2":
+                        if p in skip:
+                            continue
+                        port = (grpc_port if wid == "grpc_h2" else h2_port)[p]
+                        res, out = run_h2load(port, duration, lcpu, items[p],
+                                              backend_h2 if wid == "grpc_h2" else backend,
+                                              tmp, wid == "grpc_h2")
+                        if res is None or not res["_ok"]:
+                            log("%s %s round %d: h2load failed:\n%s" % (p, wid, rnd + 1,
+                                                                        out[-1500:]))
+                            add(wid, "failures", p, 1)
+                            continue
+                        add(wid, "failures", p, 0)
+                        for metric in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req",
+                                       "proxy_busy_pct", "backend_cpu_us_per_req",
+                                       "socket_errors", "http_errors"):
+                            add(wid, metric, p, res[metric])
+                        log("%s %s %s round %d: %.0f req/s p99 %s ms cpu %.1f us/req" % (
+                            mode, p, wid, rnd + 1, res["rps"],
+                            "%.2f" % res["p99_ms"] if res["p99_ms"] is not None else "?",
+                            res["cpu_us_per_req"] or 0))
+                    elif kind == "h2large":
+                        if p in skip:
+                            continue
+                        r, err = run_h2large(h2_port[p], large_count, lcpu, items[p])
+                        if r is None:
+                            log("%s h2 large body round %d: %s" % (p, rnd + 1, err))
+                            add(wid, "failures", p, 1)
+                            continue
+                        add(wid, "failures", p, 0)
+                        add(wid, "mb_per_s", p, r["mb_per_s"])
+                        add(wid, "cpu_s_per_gb", p, r["cpu_s_per_gb"])
+                        log("%s %s h2 large round %d: %.0f MB/s cpu %.3f s/GB" % (
+                            mode, p, rnd + 1, r["mb_per_s"], r["cpu_s_per_gb"]))
                     elif kind == "large":
                         r, err = run_large(http_port[p], large_count, lcpu, items[p])
                         if r is None:
@@ -1058,6 +1321,8 @@ def bench(a, meta, procs, tmp, modes, rounds, duration, tcp_duration, large_coun
             procs.stop(items[p])
         procs.stop(iperf)
         procs.stop(backend)
+        if backend_h2:
+            procs.stop(backend_h2)
     return raw
 
 

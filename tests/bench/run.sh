@@ -21,7 +21,8 @@ as_root() {
 
 # ---- tools (Debian packages); nothing already installed is touched or removed
 need=""
-for pair in haproxy:haproxy nginx:nginx wrk:wrk iperf3:iperf3 curl:curl taskset:util-linux; do
+for pair in haproxy:haproxy nginx:nginx wrk:wrk iperf3:iperf3 curl:curl taskset:util-linux \
+    h2load:nghttp2-client nghttpd:nghttp2-server; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"

@@ -1594,7 +1594,7 @@ static void test_example_file(void)
         keel_config_errors_free(&e);
         return;
     }
-    CHECK(cfg->workers == 2 && cfg->n_listeners == 2 && cfg->n_clusters == 6);
+    CHECK(cfg->workers == 2 && cfg->n_listeners == 2 && cfg->n_clusters == 7);
     CHECK(cfg->listeners[0].n_routes == 5);
     CHECK(cfg->listeners[1].proto == KEEL_LISTEN_TCP && cfg->listeners[1].cluster_idx == 3);
     CHECK(cfg->listeners[1].max_connections == 500);

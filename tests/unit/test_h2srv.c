@@ -48,7 +48,7 @@ static const struct keel_h2srv_cbs cbs = {o_request, o_nop, o_nop, o_close};
 struct client {
     nghttp2_session *s;
     int status;
-    char body[1 << 17];
+    char body[1 << 21];
     size_t body_len;
     char hdrs[4096]; /* "name: value\n" of every header and trailer received */
     size_t hdrs_len;
@@ -550,8 +550,65 @@ static void test_skipped_stream_id(void)
     keel_h2srv_free(h);
 }
 
+/* A long chunked response (chunk sizes like the h2 upstream's, up to 64 KiB) written in
+ * random pieces while the client reads at its own pace arrives byte-exact, with trailers. */
+static void test_chunked_stress(void)
+{
+    struct owner o;
+    struct client c;
+    struct keel_h2srv *h = server(&o, 0);
+    client_init(&c);
+    nghttp2_nv nv[] = {NV(":method", "GET"), NV(":scheme", "http"), NV(":authority", "a"),
+                       NV(":path", "/")};
+    nghttp2_submit_request(c.s, NULL, nv, 4, NULL, NULL);
+    pump(&c, h);
+    if (!CHECK(o.st != NULL))
+        goto out;
+    static char resp[1100000];
+    static char want[sizeof(c.body)];
+    size_t rl = 0, wl = 0;
+    uint64_t rng = 12345;
+    rl += (size_t)snprintf(resp, sizeof(resp),
+                           "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+    while (wl < 1000000) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        size_t n = (size_t)(rng >> 33) % 20000 + 1;
+        if (wl + n > 1000000)
+            n = 1000000 - wl;
+        rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl, "%zx\r\n", n);
+        for (size_t i = 0; i < n; i++)
+            want[wl + i] = resp[rl + i] = (char)('a' + (wl + i) % 26);
+        rl += n;
+        wl += n;
+        memcpy(resp + rl, "\r\n", 2);
+        rl += 2;
+    }
+    rl += (size_t)snprintf(resp + rl, sizeof(resp) - rl, "0\r\ngrpc-status: 0\r\n\r\n");
+    size_t off = 0;
+    for (int round = 0; round < 100000 && off < rl; round++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        size_t k = (size_t)(rng >> 33) % 9000 + 1;
+        if (k > rl - off)
+            k = rl - off;
+        ssize_t n = keel_h2srv_stream_write(o.st, resp + off, k);
+        if (!CHECK(n >= 0))
+            break;
+        off += (size_t)n;
+        pump(&c, h); /* the client reads and acknowledges what it got */
+    }
+    pump(&c, h);
+    CHECKF(off == rl, "%zu of %zu", off, rl);
+    CHECKF(c.body_len == wl && !memcmp(c.body, want, wl), "%zu of %zu", c.body_len, wl);
+    CHECKF(strstr(c.hdrs, "grpc-status: 0\n") != NULL, "%s", c.hdrs);
+    CHECK(c.ended);
+out:
+    nghttp2_session_del(c.s);
+    keel_h2srv_free(h);
+}
+
 int main(void)
 {
+    test_chunked_stress();
     test_get();
     test_chunked_trailers();
     test_grpc_error();
