@@ -13,9 +13,9 @@
 #define H2_OUT_MAX (64 * 1024) /* frames queued in the socket buffer before writing */
 
 struct keel_h2conn {
-    struct keel_conn *c; /* the carrier: the real client connection */
+    struct keel_deferred flush; /* first: frames of every stream go out once per iteration */
+    struct keel_conn *c;        /* the carrier: the real client connection */
     struct keel_h2srv *srv;
-    unsigned flush_fed : 1; /* an EV_WRITE is fed for the carrier */
     unsigned going_away : 1;
 };
 
@@ -44,13 +44,11 @@ static uint64_t now_ms(struct keel_worker *w)
     return (uint64_t)(ev_now(w->loop) * 1000.0);
 }
 
-/* Frames are written from the carrier's write callback, once per loop iteration at most. */
+/* Frames are written once per loop iteration, after every stream had its turn: one writev
+ * for all of them (the worker runs it before the next poll). */
 static void schedule_flush(struct keel_h2conn *h)
 {
-    if (h->flush_fed)
-        return;
-    h->flush_fed = 1;
-    ev_feed_event(h->c->w->loop, &h->c->s.wio, EV_WRITE);
+    keel_defer(h->c->w, &h->flush);
 }
 
 /* ---- streams as virtual sockets ---------------------------------------------------------- */
@@ -222,6 +220,7 @@ void keel_h2_release(struct keel_conn *c)
             keel_conn_close(sc, "client connection closed");
     }
     /* Only now: closing a stream detaches it from the session. */
+    keel_defer_cancel(&h->flush);
     keel_h2srv_free(h->srv);
     free(h);
     c->h2 = NULL;
@@ -357,7 +356,15 @@ static void on_h2_write(struct ev_loop *loop, ev_io *io, int revents)
     (void)revents;
     if (!c->h2)
         return;
-    c->h2->flush_fed = 0;
+    if (h2_flush(c) < 0)
+        return;
+    h2_update(c);
+}
+
+static void on_h2_deferred(struct keel_deferred *d)
+{
+    struct keel_h2conn *h = (struct keel_h2conn *)d;
+    struct keel_conn *c = h->c;
     if (h2_flush(c) < 0)
         return;
     h2_update(c);
@@ -399,6 +406,7 @@ int keel_h2_start(struct keel_conn *c)
         .tls = c->is_tls,
     };
     h->c = c;
+    h->flush.run = on_h2_deferred;
     h->srv = keel_h2srv_new(&cfg, &srv_cbs, h);
     if (!h->srv) {
         free(h);

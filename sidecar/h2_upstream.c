@@ -76,6 +76,7 @@ struct h2up {
 };
 
 struct sess {
+    struct keel_deferred send; /* first: streams' frames go out once per loop iteration */
     struct h2up *hu;
     struct keel_worker *w;
     struct sess *next; /* bucket chain */
@@ -238,6 +239,15 @@ static void sess_send(struct sess *s)
     keel_sock_want(sloop(s), &s->sock, 1, s->sock.out.len > 0);
 }
 
+/* Frames queued by streams during this loop iteration go out together, in one write, before
+ * the next poll (the worker runs the deferred send). */
+static void sess_kick(struct sess *s)
+{
+    if (s->dead || s->state == SS_CONNECTING)
+        return;
+    keel_defer(s->w, &s->send);
+}
+
 /* The error a stream gets when its session goes away. */
 static int lost_err(const struct stream *st, int err)
 {
@@ -263,6 +273,7 @@ static void hu_unlink(struct sess *s)
 static void sess_free(struct sess *s, int err)
 {
     struct ev_loop *loop = sloop(s);
+    keel_defer_cancel(&s->send);
     int connecting = s->state == SS_CONNECTING;
     while (s->streams) {
         struct stream *st = s->streams;
@@ -738,7 +749,7 @@ static ssize_t vs_read(struct keel_sock *s, size_t max)
         /* The window reopens only as far as the owner took: a slow client stalls this stream
          * at STREAM_WINDOW, not keel's memory. */
         nghttp2_session_consume(ss->ng, st->id, data);
-        sess_send(ss);
+        sess_kick(ss);
     }
     if (moved)
         return (ssize_t)moved;
@@ -876,7 +887,7 @@ static ssize_t vs_flush(struct keel_sock *s, const char *extra, size_t extra_len
         st->deferred = 0;
         nghttp2_session_resume_data(ss->ng, st->id);
     }
-    sess_send(ss);
+    sess_kick(ss);
     return took;
 }
 
@@ -982,6 +993,17 @@ static void connected(struct sess *s)
     keel_sock_want(sloop(s), &s->sock, 1, 0);
     for (struct stream *st = s->streams; st; st = st->next)
         feed_owner(st, EV_WRITE);
+    sess_send(s);
+    sess_after(s);
+}
+
+static void on_sess_deferred(struct keel_deferred *d)
+{
+    struct sess *s = (struct sess *)d;
+    if (s->dead) {
+        sess_free(s, s->dead_err);
+        return;
+    }
     sess_send(s);
     sess_after(s);
 }
@@ -1105,6 +1127,7 @@ static struct sess *sess_new(struct keel_worker *w, struct h2up *hu, struct keel
         return NULL;
     }
     s->w = w;
+    s->send.run = on_sess_deferred;
     s->hu = hu;
     s->ccfg = cc;
     s->sock.fd = -1;

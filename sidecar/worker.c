@@ -284,9 +284,52 @@ static void on_check(struct ev_loop *loop, ev_check *c, int revents)
     keel_clock_update();
 }
 
+void keel_defer(struct keel_worker *w, struct keel_deferred *d)
+{
+    if (d->pprev)
+        return;
+    if (!ev_is_active(&w->defer_idle))
+        ev_idle_start(w->loop, &w->defer_idle);
+    d->next = w->deferred;
+    if (d->next)
+        d->next->pprev = &d->next;
+    d->pprev = &w->deferred;
+    w->deferred = d;
+}
+
+void keel_defer_cancel(struct keel_deferred *d)
+{
+    if (!d->pprev)
+        return;
+    *d->pprev = d->next;
+    if (d->next)
+        d->next->pprev = d->pprev;
+    d->next = NULL;
+    d->pprev = NULL;
+}
+
+static void run_deferred(struct keel_worker *w)
+{
+    /* A run may queue more (an event it fed): bounded, the rest waits one iteration. */
+    for (int i = 0; i < 100000 && w->deferred; i++) {
+        struct keel_deferred *d = w->deferred;
+        keel_defer_cancel(d);
+        d->run(d);
+    }
+    if (!w->deferred)
+        ev_idle_stop(w->loop, &w->defer_idle);
+}
+
+static void on_defer_idle(struct ev_loop *loop, ev_idle *i, int revents)
+{
+    run_deferred(i->data);
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     struct keel_worker *w = p->data;
+    /* Deferred writes first: they may close connections, which the reap then frees. */
+    run_deferred(w);
     keel_conn_reap(w);
     if (w->draining && w->n_conns == 0)
         ev_break(loop, EVBREAK_ALL);
@@ -327,6 +370,8 @@ int keel_worker_start(struct keel_worker *w)
     w->wake.data = w;
     ev_async_start(w->loop, &w->wake);
     ev_prepare_init(&w->prep, on_prepare);
+    ev_idle_init(&w->defer_idle, on_defer_idle);
+    w->defer_idle.data = w;
     w->prep.data = w;
     ev_prepare_start(w->loop, &w->prep);
     ev_check_init(&w->check, on_check);

@@ -66,6 +66,14 @@ struct keel_listener_stats {
 struct keel_worker;
 struct keel_conn;
 
+/* Something that writes once per loop iteration, after every event of the iteration ran: an
+ * HTTP/2 connection whose streams queued frames (one writev for all of them). Embedded in its
+ * owner; keel_defer_cancel() before the owner is freed. */
+struct keel_deferred {
+    struct keel_deferred *next, **pprev; /* pprev NULL: not queued */
+    void (*run)(struct keel_deferred *d);
+};
+
 /* Process-wide state, built by main before workers start. */
 struct keel_runtime {
     struct keel_cfg *cfg;
@@ -133,8 +141,11 @@ struct keel_worker {
     struct keel_upconn *up_closing;
     struct keel_pool *pools; /* open-addressed by load id */
     uint32_t pools_cap;
-    void *h2up; /* h2_upstream.c: this worker's HTTP/2 upstream sessions */
-    void *tls;  /* tls.c: this worker's TLS state, if any */
+    void *h2up;                     /* h2_upstream.c: this worker's HTTP/2 upstream sessions */
+    struct keel_deferred *deferred; /* run in the prepare watcher, before the next poll */
+    ev_idle defer_idle;             /* active while something is deferred: the poll must not
+                                       block (events fed after the prepare queue more) */
+    void *tls;                      /* tls.c: this worker's TLS state, if any */
     uint64_t next_conn_id;
     uint64_t rng;
     ev_tstamp now_cached;
@@ -164,6 +175,10 @@ void keel_http_drain_all(struct keel_worker *w);
 struct keel_wsnap *keel_wsnap_pin(struct keel_worker *w);
 /** Unpins; frees a retired snapshot when its last exchange ends. NULL is fine. */
 void keel_wsnap_unpin(struct keel_worker *w, struct keel_wsnap *ws);
+/** Queues d to run once before the next poll (no-op when queued already). [worker] */
+void keel_defer(struct keel_worker *w, struct keel_deferred *d);
+/** Unqueues d (no-op when not queued). [worker] */
+void keel_defer_cancel(struct keel_deferred *d);
 /** Frees the connections queued for closing. */
 void keel_conn_reap(struct keel_worker *w);
 /** Closes every idle pooled upstream connection. */
