@@ -11,6 +11,7 @@
 #include "keel/log.h"
 #include "keel/outlier.h"
 #include "conn.h"
+#include "tls.h"
 
 #define TUNNEL_BUF (64 * 1024)
 #define MAX_TRIES 3
@@ -340,6 +341,15 @@ void keel_tcp_accept(struct keel_worker *w, int fd, uint32_t listener,
         return;
     }
     c->is_tcp = 1;
+    if (c->lcfg->tls.enabled) {
+        /* TLS terminated here: the handshake runs inside the tunnel's first reads, and the
+         * relay copies (no splice through a TLS socket). */
+        if (keel_tls_server_attach(w, &c->s, listener) != 0) {
+            keel_conn_close(c, "TLS setup failed");
+            return;
+        }
+        c->is_tls = 1;
+    }
     c->state = KEEL_CS_TUNNEL;
     c->t.start = ev_now(w->loop);
     c->t.ws = keel_wsnap_pin(w);

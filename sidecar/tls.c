@@ -334,7 +334,8 @@ static SSL_CTX *build_server(size_t idx, const struct keel_cfg_listener *l)
         goto fail;
     }
     SSL_CTX_set_cert_cb(ctx, on_cert, NULL);
-    SSL_CTX_set_alpn_select_cb(ctx, on_alpn, (void *)l);
+    if (l->proto == KEEL_LISTEN_HTTP) /* a tcp listener relays whatever the client speaks */
+        SSL_CTX_set_alpn_select_cb(ctx, on_alpn, (void *)l);
     /* Resumption: tickets (OpenSSL's default, keys per context) and a session cache. */
     unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
     int sl = snprintf((char *)sid, sizeof(sid), "keel/%zu", idx);
@@ -428,14 +429,6 @@ static SSL_CTX **build_all_servers(const struct keel_cfg *cfg, int *err)
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         if (!cfg->listeners[i].tls.enabled)
             continue;
-        if (cfg->listeners[i].proto == KEEL_LISTEN_TCP) {
-            /* tcp_proxy.c does not attach TLS to accepted sockets yet: refuse rather than
-             * relay in plain text on a listener configured for TLS. */
-            KEEL_ERROR("listener %s: tls on a tcp listener is not supported yet",
-                       cfg->listeners[i].name ? cfg->listeners[i].name : "?");
-            *err = KEEL_ECONFIG;
-            continue;
-        }
         if (!(srv[i] = build_server(i, &cfg->listeners[i])))
             *err = KEEL_ECONFIG; /* go on: every broken listener gets its message */
     }

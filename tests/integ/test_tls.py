@@ -566,6 +566,49 @@ class TlsStartupErrorTest(TlsBase):
                       r.stderr.decode())
 
 
+class TcpListenerTlsTest(TlsBase):
+    def test_tls_terminated_on_a_tcp_listener(self):
+        # A tcp listener with tls: keel terminates TLS and relays the plain bytes (no ALPN is
+        # chosen: the protocol inside is the client's business), byte-exact both ways, with
+        # half-close; a plain-text client is refused.
+        echo = self.start_backend("e1", mode="tcp-echo")
+        port = self.free_port()
+        lst = {"name": "tcps", "address": "127.0.0.1:%d" % port, "protocol": "tcp",
+               "cluster": "echo", "tls": self.tls_cfg(self.pki.a)}
+        self.start_tls_keel([lst], [cluster("echo", [echo.addr])])
+        payload = os.urandom(3 * 1024 * 1024 + 7)
+        ctx = self.ctx()
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+                self.assertIsNone(s.selected_alpn_protocol())
+                got = bytearray()
+                # One thread (an SSL object is not for two): send a piece, read what echoed.
+                s.settimeout(0.02)
+                off, deadline = 0, time.monotonic() + 30
+                while len(got) < len(payload) and time.monotonic() < deadline:
+                    if off < len(payload):
+                        off += s.send(payload[off:off + 65536])
+                    try:
+                        d = s.recv(262144)
+                        if not d:
+                            break
+                        got.extend(d)
+                    except (socket.timeout, ssl.SSLWantReadError):
+                        pass
+                self.assertEqual(len(got), len(payload))
+                self.assertEqual(hashlib.sha256(bytes(got)).digest(),
+                                 hashlib.sha256(payload).digest())
+        # Plain text on the TLS port: no echo, the connection ends.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as p:
+            p.sendall(b"hello in the clear\r\n")
+            try:
+                data = p.recv(100)
+            except ConnectionResetError:
+                data = b""
+            self.assertNotIn(b"hello", data)
+
+
 class UpstreamTlsTest(TlsBase):
     def setUp(self):
         super().setUp()
