@@ -217,73 +217,6 @@ int keel_h2conv_response(const struct keel_http1_response *resp, nghttp2_nv *nv,
     return 0;
 }
 
-const char *keel_h2conv_reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 101:
-        return "Switching Protocols";
-    case 103:
-        return "Early Hints";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 206:
-        return "Partial Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 303:
-        return "See Other";
-    case 304:
-        return "Not Modified";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    }
-    return "Unknown";
-}
-
 /* ---- header block collector ---------------------------------------------------------------- */
 
 void keel_h2conv_head_init(struct keel_h2conv_head *h, enum keel_h2conv_kind kind, size_t max)
@@ -360,7 +293,7 @@ int keel_h2conv_head_add(struct keel_h2conv_head *h, const uint8_t *name, size_t
             return KEEL_EBADMSG;
         h->status = (int)st;
         int l = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", h->status,
-                         keel_h2conv_reason(h->status));
+                         keel_http1_reason(h->status));
         return head_put(h, line, (size_t)l);
     }
     if (h->kind == KEEL_H2CONV_RESPONSE && h->status == 0)

@@ -54,10 +54,6 @@ int keel_h2conv_request(const struct keel_http1_request *req, unsigned flags, ng
 int keel_h2conv_response(const struct keel_http1_response *resp, nghttp2_nv *nv, size_t *n_nv,
                          char *scratch, size_t scratch_len, char status_buf[4]);
 
-/** Reason phrase keel writes for an HTTP/2 status (which carries none): "OK", "Not Found",
- *  ...; "Unknown" for codes it does not name. Never NULL. [any] */
-const char *keel_h2conv_reason(int status);
-
 /* Which header block a keel_h2conv_head collects. */
 enum keel_h2conv_kind {
     KEEL_H2CONV_RESPONSE, /* response head: ":status" first, then fields */

@@ -149,4 +149,7 @@ int keel_http1_name_eq(const struct keel_http1_header *h, const char *lower_name
  */
 int keel_http1_value_has_token(const char *value, size_t len, const char *lower_token);
 
+/** Reason phrase of a status code ("Unknown" for one keel has no text for). [any] */
+const char *keel_http1_reason(int status);
+
 #endif

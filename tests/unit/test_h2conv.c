@@ -238,7 +238,7 @@ static void test_head(void)
     CHECK(keel_h2conv_head_finish(&h, 0) == 0);
     CHECK(text_is(&h, "grpc-status: 0\r\ngrpc-message: ok\r\n\r\n"));
     keel_h2conv_head_free(&h);
-    CHECK(strcmp(keel_h2conv_reason(503), "Service Unavailable") == 0);
+    CHECK(strcmp(keel_http1_reason(503), "Service Unavailable") == 0);
 }
 
 /* Decodes a whole chunked body fed in pieces of `step` bytes with max_data limit; collects
