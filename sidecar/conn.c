@@ -51,6 +51,20 @@ const char *keel_up_state_str(enum keel_up_state s)
     return "?";
 }
 
+int keel_sock_read_room(struct keel_sock *s, size_t max, size_t *room)
+{
+    size_t want = max - s->in.len;
+    if (want > KEEL_BUF_CHUNK * 4)
+        want = KEEL_BUF_CHUNK * 4; /* large reads, bounded */
+    int rc = keel_buf_reserve(&s->in, want, 0);
+    if (rc)
+        return rc;
+    *room = s->in.cap - s->in.off - s->in.len;
+    if (*room > max - s->in.len)
+        *room = max - s->in.len;
+    return 0;
+}
+
 ssize_t keel_sock_read(struct keel_sock *s, size_t max)
 {
     if (s->in.len >= max) {
@@ -63,15 +77,10 @@ ssize_t keel_sock_read(struct keel_sock *s, size_t max)
         return s->vops->read(s, max);
     if (s->ssl)
         return keel_tls_read(s, max);
-    size_t want = max - s->in.len;
-    if (want > KEEL_BUF_CHUNK * 4)
-        want = KEEL_BUF_CHUNK * 4;
-    int rc = keel_buf_reserve(&s->in, want, 0);
+    size_t room;
+    int rc = keel_sock_read_room(s, max, &room);
     if (rc)
         return rc;
-    size_t room = s->in.cap - s->in.off - s->in.len;
-    if (room > max - s->in.len)
-        room = max - s->in.len;
     for (;;) {
         ssize_t n = read(s->fd, s->in.data + s->in.off + s->in.len, room);
         if (n > 0) {

@@ -173,6 +173,9 @@ struct keel_conn {
 
 /* Socket helpers (conn.c). [worker] */
 
+/** Makes room in s->in for a read (in.len < max): at most max - in.len, at most 64 KiB.
+ *  @return 0 with *room set, or KEEL_ENOMEM. */
+int keel_sock_read_room(struct keel_sock *s, size_t max, size_t *room);
 /** Reads into s->in, at most `max` buffered bytes in total. @return bytes read (>0), 0 at EOF
  *  (sets rd_eof), KEEL_EAGAIN, KEEL_ENOMEM or KEEL_ECLOSED/KEEL_EIO. */
 ssize_t keel_sock_read(struct keel_sock *s, size_t max);

@@ -669,15 +669,10 @@ ssize_t keel_tls_read(struct keel_sock *s, size_t max)
     s->ssl_rd_wants_w = 0;
     if (s->ssl_dead)
         return more ? KEEL_EIO : KEEL_ECLOSED;
-    size_t want = max - s->in.len;
-    if (want > KEEL_BUF_CHUNK * 4)
-        want = KEEL_BUF_CHUNK * 4;
-    int rc = keel_buf_reserve(&s->in, want, 0);
+    size_t room;
+    int rc = keel_sock_read_room(s, max, &room);
     if (rc)
         return rc;
-    size_t room = s->in.cap - s->in.off - s->in.len;
-    if (room > max - s->in.len)
-        room = max - s->in.len;
     size_t total = 0;
     while (room > 0) {
         size_t got = 0;
