@@ -73,9 +73,11 @@ for path in /static/logo.png /admin/; do
         | tr -d '\r' | awk -v p="$path" '/^HTTP/{s=$2} /^X-Backend-Id/{b=$2} END{printf "GET %s -> %s from %s\n", p, s, (b==""?"keel (no route)":b)}'
 done
 echo "== HTTP/2 on the same port (h2c prior knowledge): 4 requests on one connection"
-# One multiplexed connection, each stream balanced on its own.
-curl -s --http2-prior-knowledge -o /dev/null -D - "http://127.0.0.1:8080/api/h2?i=[1-4]" \
-    | tr -d '\r' | awk '/^HTTP/{s=$1" "$2} /^[Xx]-[Bb]ackend-[Ii]d/{n++; printf "%s stream #%d -> from %s\n", s, n, $2}'
+# One multiplexed connection (nghttp, from nghttp2-client), each stream balanced on its own.
+nghttp -nv "http://127.0.0.1:8080/api/h2?i=1" "http://127.0.0.1:8080/api/h2?i=2" \
+    "http://127.0.0.1:8080/api/h2?i=3" "http://127.0.0.1:8080/api/h2?i=4" 2>&1 \
+    | awk '/recv \(stream_id=[0-9]+\) (:status|x-backend-id):/ {s=$4; gsub(/[^0-9]/,"",s);
+           if ($5==":status:") st[s]=$6; else printf "HTTP/2 stream %s -> %s from %s\n", s, st[s], $6}'
 echo "== tcp through keel (127.0.0.1:8081, echo backends)"
 for i in 1 2; do
     reply=$(/usr/bin/python3 -c '
