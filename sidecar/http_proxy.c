@@ -271,11 +271,15 @@ void keel_txn_finish(struct keel_conn *c)
     if (w->rt->cfg->access_log && keel_log_level >= KEEL_LOG_INFO)
         keel_log(KEEL_LOG_INFO,
                  "access conn=%llu req_id=%s client=%s \"%s %s\" status=%d cluster=%s "
-                 "endpoint=%s bytes_in=%llu bytes_out=%llu dur_ms=%.3f",
+                 "endpoint=%s bytes_in=%llu bytes_out=%llu dur_ms=%.3f proto=%s%s",
                  (unsigned long long)c->id, t->req_id[0] ? t->req_id : "-", c->peer_ip,
                  t->method[0] ? t->method : "-", t->path[0] ? t->path : "-", t->status, cname,
                  ename, (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out,
-                 dur * 1000.0);
+                 dur * 1000.0,
+                 c->is_stream ? (c->grpc ? "grpc" : "h2")
+                 : c->is_tcp  ? "tcp"
+                              : "http/1.1",
+                 c->is_tls ? "+tls" : "");
     txn_release_load(t);
     txn_unpend(t);
     struct keel_cluster_stats *cst = txn_cstats(t);

@@ -173,6 +173,8 @@ class H2DownstreamTest(KeelTestCase):
         self.assertIn(j["backend"], ("b1", "b2", "b3"))
         hosts = [v for k, v in j["headers"] if k.lower() == "host"]
         self.assertEqual(hosts, ["svc.local"])
+        # The access log tells an HTTP/2 request from an HTTP/1.1 one.
+        self.k.wait_log(r'"GET /ng/get\?q=1" status=200 .* proto=h2\n')
 
         body = os.urandom(1536 * 1024 + 7)
         path = os.path.join(self.tmp, "post.bin")
