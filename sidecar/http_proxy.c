@@ -648,8 +648,8 @@ static void start_request(struct keel_conn *c, struct keel_http1_request *req, s
     else
         c->keepalive =
             (req->flags & KEEL_H1_F_CONN_KEEPALIVE) && !(req->flags & KEEL_H1_F_CONN_CLOSE);
-    if (c->drain || w->draining)
-        c->keepalive = 0;
+    if (c->drain || w->draining || c->is_stream)
+        c->keepalive = 0; /* an HTTP/2 stream carries one exchange: its end is the stream's */
     t->is_upgrade = (req->flags & KEEL_H1_F_UPGRADE) && (req->flags & KEEL_H1_F_CONN_UPGRADE) &&
                     req->minor_version >= 1;
     t->req_mode = keel_http1_request_body(req);

@@ -143,6 +143,7 @@ class H2DownstreamTest(KeelTestCase):
             {"match": {"path_prefix": "/api/"}, "cluster": "api"},
             {"match": {"path_prefix": "/sticky/"}, "cluster": "sticky"},
             {"match": {"path_prefix": "/capture/"}, "cluster": "capture"},
+            {"match": {"path_prefix": "/slow/"}, "cluster": "slow"},
             {"match": {"path_prefix": "/crumb/", "cookies": [{"name": "grp", "value": "c"}]},
              "cluster": "static"},
             {"cluster": "app"},
@@ -154,9 +155,23 @@ class H2DownstreamTest(KeelTestCase):
             [http_listener(self.port, routes), strict],
             [cluster("app", [self.bs[i].addr for i in ("b1", "b2", "b3")], lb="round_robin"),
              cluster("static", [self.static.addr]), cluster("api", [self.api.addr]),
-             cluster("capture", [self.cap.addr]), sticky],
+             cluster("capture", [self.cap.addr]), sticky,
+             cluster("slow", [self.api.addr], timeouts={"response": "300ms"})],
             self.admin, workers=2))
         self.url = "http://127.0.0.1:%d" % self.port
+
+    def test_keel_errors_after_upstream_failure_are_responses(self):
+        # keel's own 504 (response timeout) reaches an h2 client as a response with its reason,
+        # GET and POST alike, not as a stream reset.
+        c = self.h2()
+        for method, body in (("GET", b""), ("POST", b"x" * 1000)):
+            sid = c.request(method, "/slow/sleep?ms=3000", body=body)
+            st = c.response(sid, timeout=10)
+            self.assertIsNone(st.reset, "stream reset instead of a 504")
+            self.assertEqual(st.status, 504, st.headers)
+            self.assertEqual(st.header("x-keel-reason"), "upstream response timed out")
+            self.assertTrue(bytes(st.data).startswith(b"504 "), bytes(st.data))
+            self.assertTrue(st.ended)
 
     def h2(self, port=None, **kw):
         c = H2Client(port or self.port, **kw)
