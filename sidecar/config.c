@@ -1899,7 +1899,8 @@ static void parse_health(struct ctx *c, struct keel_cfg_health *h, yaml_node_t *
                 continue;
             path_key(kpath, path, keys[i]);
             err(c, v[i], kpath,
-                "\"%s\" is only for \"type: http\" checks (a tcp check only connects)", keys[i]);
+                "\"%s\" is only for \"type: http\"%s checks (a tcp check only connects)", keys[i],
+                i == H_HOST ? " and \"type: grpc\"" : "");
         }
     }
     if (h->type == KEEL_HEALTH_GRPC) {
