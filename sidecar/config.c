@@ -1357,6 +1357,8 @@ static void parse_tls_server(struct ctx *c, struct keel_cfg_tls_server *t, yaml_
     if (fields(c, n, path, keys, 7, v))
         return;
     t->enabled = 1;
+    snprintf(t->where, sizeof(t->where), "%s:%zu:%zu: %s", c->name, n->start_mark.line + 1,
+             n->start_mark.column + 1, path);
     if (v[2] && (v[0] || v[1])) {
         path_key(kpath, path, "certificates");
         err(c, v[2], kpath, "use either cert/key or certificates, not both");
@@ -1421,6 +1423,8 @@ static void parse_tls_client(struct ctx *c, struct keel_cfg_tls_client *t, yaml_
         return;
     t->enabled = 1;
     t->verify = 1;
+    snprintf(t->where, sizeof(t->where), "%s:%zu:%zu: %s", c->name, n->start_mark.line + 1,
+             n->start_mark.column + 1, path);
     if (v[0]) {
         path_key(kpath, path, "ca_file");
         get_file(c, v[0], kpath, "CA file", &t->ca_file);

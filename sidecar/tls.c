@@ -291,7 +291,10 @@ static SSL_CTX *build_server(size_t idx, const struct keel_cfg_listener *l)
 {
     const struct keel_cfg_tls_server *ts = &l->tls;
     char who[160], why[256];
-    snprintf(who, sizeof(who), "listener %s", l->name ? l->name : "?");
+    snprintf(who, sizeof(who), "%s%slistener %s", ts->where, ts->where[0] ? " (" : "",
+             l->name ? l->name : "?");
+    if (ts->where[0])
+        snprintf(who + strlen(who), sizeof(who) - strlen(who), ")");
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     struct srv_table *t = calloc(1, sizeof(*t)), *owned = t;
@@ -367,7 +370,10 @@ static SSL_CTX *build_client(const struct keel_cfg_cluster *cc)
 {
     const struct keel_cfg_tls_client *tc = &cc->tls;
     char who[160], why[256];
-    snprintf(who, sizeof(who), "cluster %s", cc->name ? cc->name : "?");
+    snprintf(who, sizeof(who), "%s%scluster %s", tc->where, tc->where[0] ? " (" : "",
+             cc->name ? cc->name : "?");
+    if (tc->where[0])
+        snprintf(who + strlen(who), sizeof(who) - strlen(who), ")");
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) {

@@ -66,6 +66,7 @@ struct keel_cfg_tls_server {
     int min_version;    /* "min_version": TLS1_2_VERSION (default "1.2") or TLS1_3_VERSION */
     char *ciphers;      /* TLS 1.2 cipher list; NULL: keel's modern default */
     char *ciphersuites; /* TLS 1.3 suites; NULL: OpenSSL's default */
+    char where[96];     /* "file:line:column: listeners[i].tls", for errors found later */
 };
 
 /* "tls:" of a cluster: TLS to its endpoints. */
@@ -75,6 +76,7 @@ struct keel_cfg_tls_client {
     int verify;    /* default 1; "verify: false" accepts any certificate (logged) */
     char *sni;     /* server name sent and verified; NULL: no SNI, verify skipped for names */
     struct keel_cfg_cert client; /* optional client certificate (cert NULL: none) */
+    char where[96];              /* "file:line:column: clusters[i].tls" */
 };
 
 /* "http2:" of a listener. */
