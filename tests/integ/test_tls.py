@@ -522,7 +522,9 @@ class TlsReloadTest(TlsBase):
             f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
         k.proc.send_signal(signal.SIGHUP)
         k.wait_log(r"TLS reload failed: keeping the current certificates")
-        self.assertRegex(k.log_text(), r"listener web: certificate file .*live\.pem")
+        self.assertRegex(k.log_text(),
+                         r"keel\.yaml:\d+:\d+: listeners\[0\]\.tls \(listener web\): "
+                         r"certificate file .*live\.pem")
         self.assertEqual(server_cn(s_client(port, "b.test")), "b.test")
         c2 = self.tls_client(port, "b.test")
         self.assertEqual(c2.get("/still").status, 200)
@@ -551,7 +553,9 @@ class TlsStartupErrorTest(TlsBase):
                                capture_output=True, timeout=30)
             err = r.stderr.decode()
             self.assertNotEqual(r.returncode, 0, err)
-            self.assertIn("listener edge: key file %s does not match certificate %s"
+            # Like every config error: the file, line and column of the tls block first.
+            self.assertRegex(err, re.escape(cfg) + r":\d+:\d+: listeners\[0\]\.tls ")
+            self.assertIn("(listener edge): key file %s does not match certificate %s"
                           % (self.pki.b[1], self.pki.a[0]), err)
         garbage = os.path.join(self.tmp, "garbage.pem")
         with open(garbage, "w") as f:
@@ -562,7 +566,7 @@ class TlsStartupErrorTest(TlsBase):
         r = subprocess.run([keel_bin(), "--check", cfg], stdin=subprocess.DEVNULL,
                            capture_output=True, timeout=30)
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("listener edge: certificate file %s: no PEM certificate" % garbage,
+        self.assertIn("(listener edge): certificate file %s: no PEM certificate" % garbage,
                       r.stderr.decode())
 
 
