@@ -101,6 +101,7 @@ class AdminTest(KeelTestCase):
         cl, ep1 = self.endpoint(doc, "api", self.b1.addr)
         _, ep2 = self.endpoint(doc, "api", self.b2.addr)
         self.assertEqual(cl["lb"], "weighted_round_robin")
+        self.assertEqual((cl["protocol"], cl["tls"]), ("http1", False))
         self.assertEqual((ep1["weight"], ep2["weight"]), (1, 3))
         for ep in (ep1, ep2):
             self.assertEqual(ep["active"], 0)
