@@ -1134,8 +1134,8 @@ static void up_failed(struct keel_conn *c, int err, const char *what)
         /* HTTP/2 REFUSED_STREAM, or a GOAWAY below this stream: the server says it did not
          * process the request (RFC 9113 8.7), whatever the method. Not the endpoint's fault
          * either (overload, graceful shutdown): no outlier report. */
-        KEEL_INFO_RL("conn=%llu req_id=%s: upstream %s refused the request unprocessed, sending "
-                     "it elsewhere",
+        KEEL_INFO_RL("conn=%llu req_id=%s: upstream %s did not process the request (stream "
+                     "refused, GOAWAY, or its connection failed first); sending it again",
                      (unsigned long long)c->id, t->req_id, u ? u->name : "-");
         detach_up(c, 0);
         t->status = 0;
