@@ -275,6 +275,31 @@ static int parse_u63(const uint8_t *v, size_t n, int64_t *out)
     return 0;
 }
 
+/* Decimal digits of v into d (at least 20 bytes), most significant first. @return count. */
+static size_t put_u64(char *d, uint64_t v)
+{
+    char t[20];
+    size_t n = 0;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        d[i] = t[n - 1 - i];
+    return n;
+}
+
+/* "Content-Length: <v>\r\n" into line (at least 64 bytes). @return its length. */
+static int cl_line(char *line, int64_t v)
+{
+    static const char k[] = "Content-Length: ";
+    memcpy(line, k, sizeof(k) - 1);
+    size_t l = sizeof(k) - 1 + put_u64(line + sizeof(k) - 1, (uint64_t)v);
+    line[l++] = '\r';
+    line[l++] = '\n';
+    return (int)l;
+}
+
 int keel_h2conv_head_add(struct keel_h2conv_head *h, const uint8_t *name, size_t name_len,
                          const uint8_t *value, size_t value_len)
 {
@@ -284,7 +309,6 @@ int keel_h2conv_head_add(struct keel_h2conv_head *h, const uint8_t *name, size_t
         if (!is_vchar(value[i]))
             return KEEL_EBADMSG;
     if (name[0] == ':') {
-        char line[64];
         if (h->kind != KEEL_H2CONV_RESPONSE || h->status != 0 || h->len != 0 ||
             !ieq((const char *)name, name_len, ":status") || value_len != 3)
             return KEEL_EBADMSG;
@@ -292,9 +316,18 @@ int keel_h2conv_head_add(struct keel_h2conv_head *h, const uint8_t *name, size_t
         if (parse_u63(value, 3, &st) || st < 100)
             return KEEL_EBADMSG;
         h->status = (int)st;
-        int l = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", h->status,
-                         keel_http1_reason(h->status));
-        return head_put(h, line, (size_t)l);
+        /* "HTTP/1.1 %d %s\r\n": three digits (checked above) and the reason phrase */
+        const char *reason = keel_http1_reason(h->status);
+        size_t rl = strlen(reason);
+        char line[13 + 64];
+        if (rl > sizeof(line) - 13)
+            rl = sizeof(line) - 13;
+        memcpy(line, "HTTP/1.1 ", 9);
+        memcpy(line + 9, value, 3);
+        line[12] = ' ';
+        memcpy(line + 13, reason, rl);
+        int rc = head_put(h, line, 13 + rl);
+        return rc ? rc : head_put(h, "\r\n", 2);
     }
     if (h->kind == KEEL_H2CONV_RESPONSE && h->status == 0)
         return KEEL_EBADMSG;
@@ -335,18 +368,18 @@ int keel_h2conv_head_finish(struct keel_h2conv_head *h, unsigned flags)
     int st = h->status;
     if (st < 200 || st == 204 || st == 304 || (flags & KEEL_H2CONV_F_HEAD)) {
         if (h->content_length >= 0 && st >= 200 && st != 204)
-            l = snprintf(line, sizeof(line), "Content-Length: %lld\r\n",
-                         (long long)h->content_length);
+            l = cl_line(line, h->content_length);
         h->body = KEEL_H1_BODY_NONE;
     } else if (flags & KEEL_H2CONV_F_END_STREAM) {
-        l = snprintf(line, sizeof(line), "Content-Length: %lld\r\n",
-                     (long long)(h->content_length > 0 ? h->content_length : 0));
+        l = cl_line(line, h->content_length > 0 ? h->content_length : 0);
         h->body = h->content_length > 0 ? KEEL_H1_BODY_LENGTH : KEEL_H1_BODY_NONE;
     } else if (h->content_length >= 0 && !(flags & KEEL_H2CONV_F_CHUNKED)) {
-        l = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)h->content_length);
+        l = cl_line(line, h->content_length);
         h->body = h->content_length > 0 ? KEEL_H1_BODY_LENGTH : KEEL_H1_BODY_NONE;
     } else {
-        l = snprintf(line, sizeof(line), "Transfer-Encoding: chunked\r\n");
+        static const char te[] = "Transfer-Encoding: chunked\r\n";
+        memcpy(line, te, sizeof(te) - 1);
+        l = (int)sizeof(te) - 1;
         h->body = KEEL_H1_BODY_CHUNKED;
     }
     int rc = l > 0 ? head_put(h, line, (size_t)l) : 0;

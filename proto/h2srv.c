@@ -3,6 +3,7 @@
 #include "keel/h2srv.h"
 
 #include <nghttp2/nghttp2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,147 @@
 #define CTRL_RATE 100.0
 #define RESET_RATE_MIN 50.0 /* resets per second; burst twice max_concurrent_streams */
 #define ID_WINDOW 1024      /* client stream ids remembered below the highest one (power of 2) */
+#define SBUF_KEEP 1024      /* a buffer up to this size keeps its storage when emptied */
+#define FREE_STREAMS 64     /* closed stream objects kept per session (at most its peak) */
+
+/* ---- nghttp2 allocator ------------------------------------------------------------------- */
+
+/* nghttp2 allocates per frame and per stream (items, header copies, stream objects): with
+ * dozens of streams in flight those bursts overflow malloc's small per-thread caches. Blocks
+ * up to MEM_MAX_CLASS bytes come from per-thread lists by power-of-two class instead, each
+ * list bounded; a block remembers its class in a 16-byte header. */
+#define MEM_HDR 16
+#define MEM_MIN_SHIFT 6 /* 64 bytes */
+#define MEM_CLASSES 7   /* 64 .. 4096 */
+#define MEM_MAX_CLASS ((size_t)1 << (MEM_MIN_SHIFT + MEM_CLASSES - 1))
+#define MEM_BIG ((size_t)MEM_CLASSES)
+
+struct mem_free {
+    struct mem_free *next;
+};
+
+static _Thread_local struct mem_free *mem_list[MEM_CLASSES];
+static _Thread_local unsigned mem_count[MEM_CLASSES];
+static _Thread_local int mem_registered;
+static pthread_key_t mem_key;
+static pthread_once_t mem_once = PTHREAD_ONCE_INIT;
+
+static unsigned mem_keep(size_t cls) /* 128 blocks up to 1 KiB, 32 above: ~450 KiB a thread */
+{
+    return cls <= 4 ? 128 : 32;
+}
+
+static void mem_drop(void *unused)
+{
+    (void)unused;
+    mem_registered = 0;
+    for (size_t c = 0; c < MEM_CLASSES; c++) {
+        while (mem_list[c]) {
+            struct mem_free *f = mem_list[c];
+            mem_list[c] = f->next;
+            free((char *)f - MEM_HDR);
+        }
+        mem_count[c] = 0;
+    }
+}
+
+static void mem_key_init(void)
+{
+    /* The destructor empties a worker's lists when the thread ends. */
+    (void)pthread_key_create(&mem_key, mem_drop);
+}
+
+static size_t mem_class(size_t n)
+{
+    if (n > MEM_MAX_CLASS)
+        return MEM_BIG;
+    size_t c = 0;
+    while (((size_t)1 << (MEM_MIN_SHIFT + c)) < n)
+        c++;
+    return c;
+}
+
+static size_t mem_usable(const void *p)
+{
+    size_t c = *(const size_t *)(const void *)((const char *)p - MEM_HDR);
+    return c == MEM_BIG ? ((const size_t *)(const void *)((const char *)p - MEM_HDR))[1]
+                        : (size_t)1 << (MEM_MIN_SHIFT + c);
+}
+
+static void *mem_malloc(size_t n, void *ud)
+{
+    (void)ud;
+    size_t c = mem_class(n);
+    if (c != MEM_BIG && mem_list[c]) {
+        struct mem_free *f = mem_list[c];
+        mem_list[c] = f->next;
+        mem_count[c]--;
+        return f;
+    }
+    size_t sz = c == MEM_BIG ? n : (size_t)1 << (MEM_MIN_SHIFT + c);
+    if (sz > SIZE_MAX - MEM_HDR)
+        return NULL;
+    size_t *hd = malloc(MEM_HDR + sz);
+    if (!hd)
+        return NULL;
+    hd[0] = c;
+    hd[1] = sz;
+    return (char *)hd + MEM_HDR;
+}
+
+static void mem_free(void *p, void *ud)
+{
+    (void)ud;
+    if (!p)
+        return;
+    size_t c = *(size_t *)(void *)((char *)p - MEM_HDR);
+    if (c == MEM_BIG || mem_count[c] >= mem_keep(c)) {
+        free((char *)p - MEM_HDR);
+        return;
+    }
+    if (!mem_registered) {
+        mem_registered = 1;
+        (void)pthread_once(&mem_once, mem_key_init);
+        (void)pthread_setspecific(mem_key, &mem_registered);
+    }
+    struct mem_free *f = p;
+    f->next = mem_list[c];
+    mem_list[c] = f;
+    mem_count[c]++;
+}
+
+static void *mem_calloc(size_t n, size_t size, void *ud)
+{
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    void *p = mem_malloc(n * size, ud);
+    if (p)
+        memset(p, 0, n * size);
+    return p;
+}
+
+static void *mem_realloc(void *p, size_t n, void *ud)
+{
+    if (!p)
+        return mem_malloc(n, ud);
+    size_t have = mem_usable(p);
+    if (n <= have)
+        return p;
+    void *np = mem_malloc(n, ud);
+    if (!np)
+        return NULL;
+    memcpy(np, p, have < n ? have : n);
+    mem_free(p, ud);
+    return np;
+}
+
+static nghttp2_mem mem_ops = {
+    .malloc = mem_malloc, .free = mem_free, .calloc = mem_calloc, .realloc = mem_realloc};
+
+nghttp2_mem *keel_h2srv_mem(void)
+{
+    return &mem_ops;
+}
 
 /* A growable byte buffer with a consumed prefix. */
 struct sbuf {
@@ -65,6 +207,16 @@ static void sbuf_free(struct sbuf *b)
 {
     free(b->p);
     memset(b, 0, sizeof(*b));
+}
+
+/* Empties b; small storage stays for the next use (a stream object is reused). */
+static void sbuf_clear(struct sbuf *b)
+{
+    if (b->cap > SBUF_KEEP) {
+        sbuf_free(b);
+        return;
+    }
+    b->off = b->len = 0;
 }
 
 enum resp_state { R_HEAD, R_BODY, R_DONE };
@@ -116,6 +268,9 @@ struct keel_h2srv {
     void *ud;
     struct keel_h2srv_stream *streams;
     size_t n_streams;
+    size_t n_out;                    /* streams with DATA payload waiting in st->out */
+    struct keel_h2srv_stream *spare; /* closed stream objects for reuse (next links) */
+    unsigned n_spare;
     const uint8_t *pend; /* mem_send data not yet copied out */
     size_t pend_len;
     enum keel_h2srv_abuse abuse;
@@ -195,11 +350,32 @@ static int take_reset(struct keel_h2srv *h)
 
 /* ---- streams ----------------------------------------------------------------------------- */
 
+/* The buffers of a stream, in one place for clearing and freeing. */
+#define STREAM_BUFS(st)                                                                            \
+    {                                                                                              \
+        &(st)->req, &(st)->hdrs, &(st)->cookie, &(st)->method, &(st)->path, &(st)->authority,      \
+            &(st)->host, &(st)->rhead, &(st)->trl, &(st)->out                                      \
+    }
+
 static struct keel_h2srv_stream *stream_new(struct keel_h2srv *h, int32_t id)
 {
-    struct keel_h2srv_stream *st = calloc(1, sizeof(*st));
-    if (!st)
-        return NULL;
+    struct keel_h2srv_stream *st = h->spare;
+    if (st) {
+        h->spare = st->next;
+        h->n_spare--;
+        /* Everything zero as from calloc, but the buffers keep their (empty) storage. */
+        struct sbuf keep[10];
+        struct sbuf *bufs[] = STREAM_BUFS(st);
+        for (size_t i = 0; i < 10; i++)
+            keep[i] = *bufs[i];
+        memset(st, 0, sizeof(*st));
+        for (size_t i = 0; i < 10; i++)
+            *bufs[i] = keep[i];
+    } else {
+        st = calloc(1, sizeof(*st));
+        if (!st)
+            return NULL;
+    }
     st->h = h;
     st->id = id;
     st->next = h->streams;
@@ -220,11 +396,42 @@ static void stream_free(struct keel_h2srv_stream *st)
     if (st->next)
         st->next->prev = st->prev;
     h->n_streams--;
-    struct sbuf *bufs[] = {&st->req,       &st->hdrs, &st->cookie, &st->method, &st->path,
-                           &st->authority, &st->host, &st->rhead,  &st->trl,    &st->out};
-    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
-        sbuf_free(bufs[i]);
-    free(st);
+    if (st->out.len)
+        h->n_out--;
+    struct sbuf *bufs[] = STREAM_BUFS(st);
+    _Static_assert(sizeof(bufs) / sizeof(bufs[0]) == 10, "stream_new copies 10 buffers");
+    int keep = h->n_spare < FREE_STREAMS;
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) {
+        if (keep)
+            sbuf_clear(bufs[i]);
+        else
+            sbuf_free(bufs[i]);
+    }
+    if (!keep) {
+        free(st);
+        return;
+    }
+    st->next = h->spare;
+    h->spare = st;
+    h->n_spare++;
+}
+
+/* Response payload in and out of st->out, counting the streams that hold some. */
+static int out_add(struct keel_h2srv_stream *st, const char *p, size_t n)
+{
+    size_t before = st->out.len;
+    if (sbuf_add(&st->out, p, n))
+        return KEEL_ENOMEM;
+    if (before == 0 && st->out.len)
+        st->h->n_out++;
+    return 0;
+}
+
+static void out_take(struct keel_h2srv_stream *st, size_t n)
+{
+    sbuf_take(&st->out, n);
+    if (n && st->out.len == 0)
+        st->h->n_out--;
 }
 
 static struct keel_h2srv_stream *stream_get(struct keel_h2srv *h, int32_t id)
@@ -324,8 +531,8 @@ static int build_request(struct keel_h2srv_stream *st, int end_stream)
     }
     rc |= sbuf_str(r, "\r\n");
     st->req_head_done = 1;
-    sbuf_free(&st->hdrs);
-    sbuf_free(&st->cookie);
+    sbuf_clear(&st->hdrs);
+    sbuf_clear(&st->cookie);
     return rc ? KEEL_ENOMEM : 0;
 }
 
@@ -484,7 +691,7 @@ static int end_request(struct keel_h2srv_stream *st)
         if (st->trl.len)
             rc |= sbuf_add(&st->req, st->trl.p + st->trl.off, st->trl.len);
         rc |= sbuf_str(&st->req, "\r\n");
-        sbuf_free(&st->trl);
+        sbuf_clear(&st->trl);
     }
     notify_readable(st);
     return rc;
@@ -541,8 +748,13 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     int rc = 0;
     if (st->req_chunked) {
         char sz[24];
-        int n = snprintf(sz, sizeof(sz), "%zx\r\n", len);
-        rc |= sbuf_add(&st->req, sz, (size_t)n);
+        size_t n = 0;
+        for (int sh = (int)(sizeof(len) * 8) - 4; sh >= 0; sh -= 4) /* "%zx\r\n" */
+            if ((len >> sh) || n || sh == 0)
+                sz[n++] = "0123456789abcdef"[(len >> sh) & 15];
+        sz[n++] = '\r';
+        sz[n++] = '\n';
+        rc |= sbuf_add(&st->req, sz, n);
     }
     rc |= sbuf_add(&st->req, data, len);
     if (st->req_chunked)
@@ -600,7 +812,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     size_t n = st->out.len < length ? st->out.len : length;
     if (n) {
         memcpy(buf, st->out.p + st->out.off, n);
-        sbuf_take(&st->out, n);
+        out_take(st, n);
         if (st->ud && !st->detached && h->cbs.on_writable)
             h->cbs.on_writable(h->ud, st->ud);
     }
@@ -688,7 +900,7 @@ struct keel_h2srv *keel_h2srv_new(const struct keel_h2srv_cfg *cfg,
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
-    int rc = nghttp2_session_server_new2(&h->s, cb, h, opt);
+    int rc = nghttp2_session_server_new3(&h->s, cb, h, opt, keel_h2srv_mem());
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
     if (rc != 0) {
@@ -716,6 +928,14 @@ void keel_h2srv_free(struct keel_h2srv *h)
         return;
     while (h->streams)
         stream_free(h->streams);
+    while (h->spare) {
+        struct keel_h2srv_stream *st = h->spare;
+        h->spare = st->next;
+        struct sbuf *bufs[] = STREAM_BUFS(st);
+        for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+            sbuf_free(bufs[i]);
+        free(st);
+    }
     nghttp2_session_del(h->s);
     free(h);
 }
@@ -806,9 +1026,12 @@ size_t keel_h2srv_streams(const struct keel_h2srv *h)
 
 int keel_h2srv_blocked(const struct keel_h2srv *h)
 {
+    if (h->n_out == 0)
+        return 0; /* no stream has payload waiting: nothing can be held by a window */
+    if (nghttp2_session_get_remote_window_size(h->s) <= 0)
+        return 1;
     for (const struct keel_h2srv_stream *st = h->streams; st; st = st->next) {
-        if (st->out.len && (nghttp2_session_get_stream_remote_window_size(h->s, st->id) <= 0 ||
-                            nghttp2_session_get_remote_window_size(h->s) <= 0))
+        if (st->out.len && nghttp2_session_get_stream_remote_window_size(h->s, st->id) <= 0)
             return 1;
     }
     return 0;
@@ -880,7 +1103,7 @@ size_t keel_h2srv_stream_pull(struct keel_h2srv_stream *st, char *dst, size_t ca
         nghttp2_session_consume(st->h->s, st->id, give);
     }
     if (st->req.len == 0)
-        sbuf_free(&st->req);
+        sbuf_clear(&st->req);
     return n;
 }
 
@@ -1051,7 +1274,7 @@ static ssize_t feed_chunked(struct keel_h2srv_stream *st, const char *p, size_t 
                 k = (size_t)st->csize;
             if (k > room)
                 k = room;
-            if (sbuf_add(&st->out, p + i, k))
+            if (out_add(st, p + i, k))
                 return KEEL_ENOMEM;
             st->csize -= k;
             i += k;
@@ -1077,7 +1300,7 @@ static ssize_t feed_chunked(struct keel_h2srv_stream *st, const char *p, size_t 
             i++;
             /* The section ends with an empty line: "\r\n" alone, or after a field line. */
             if (st->trl.len == 2 && !memcmp(st->trl.p + st->trl.off, "\r\n", 2)) {
-                sbuf_free(&st->trl);
+                sbuf_clear(&st->trl);
                 body_end(st);
             } else if (st->trl.len >= 4 &&
                        !memcmp(st->trl.p + st->trl.off + st->trl.len - 4, "\r\n\r\n", 4)) {
@@ -1113,7 +1336,7 @@ ssize_t keel_h2srv_stream_write(struct keel_h2srv_stream *st, const char *p, siz
                 goto bad;
             /* Only the head's bytes count as taken; the rest is offered again. */
             taken += used - before;
-            sbuf_free(&st->rhead);
+            sbuf_clear(&st->rhead);
             if (st->swallow)
                 return (ssize_t)len;
             continue;
@@ -1134,7 +1357,7 @@ ssize_t keel_h2srv_stream_write(struct keel_h2srv_stream *st, const char *p, siz
                 k = room;
             if (k == 0)
                 break;
-            if (sbuf_add(&st->out, p + taken, k))
+            if (out_add(st, p + taken, k))
                 return KEEL_ENOMEM;
             taken += k;
             if (st->mode == KEEL_H1_BODY_LENGTH) {
@@ -1198,7 +1421,7 @@ void keel_h2srv_stream_detach(struct keel_h2srv_stream *st)
         nghttp2_session_consume(h->s, st->id, (size_t)st->unconsumed);
         st->unconsumed = 0;
     }
-    sbuf_free(&st->req);
+    sbuf_clear(&st->req);
     if (st->closed)
         return;
     if (st->rs == R_BODY && st->mode == KEEL_H1_BODY_UNTIL_CLOSE) {
@@ -1210,7 +1433,7 @@ void keel_h2srv_stream_detach(struct keel_h2srv_stream *st)
          * rather than with a reset the client can only call INTERNAL. */
         static const char tr[] =
             "grpc-status: 14\r\ngrpc-message: upstream connection lost\r\n\r\n";
-        sbuf_free(&st->trl);
+        sbuf_clear(&st->trl);
         if (sbuf_add(&st->trl, tr, sizeof(tr) - 1) == 0) {
             st->has_trailers = 1;
             body_end(st);

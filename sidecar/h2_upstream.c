@@ -10,6 +10,7 @@
 #include <nghttp2/nghttp2.h>
 #include "keel/err.h"
 #include "keel/h2conv.h"
+#include "keel/h2srv.h"
 #include "keel/log.h"
 #include "conn.h"
 #include "tls.h"
@@ -713,13 +714,18 @@ static ssize_t vs_read(struct keel_sock *s, size_t max)
                 if (n + 24 > room && n > fit)
                     n = fit;
                 char hdr[24];
-                int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
-                rc |= keel_buf_append(&s->in, hdr, (size_t)hl);
+                size_t hl = 0;
+                for (int sh = (int)(sizeof(n) * 8) - 4; sh >= 0; sh -= 4) /* "%zx\r\n" */
+                    if ((n >> sh) || hl || sh == 0)
+                        hdr[hl++] = "0123456789abcdef"[(n >> sh) & 15];
+                hdr[hl++] = '\r';
+                hdr[hl++] = '\n';
+                rc |= keel_buf_append(&s->in, hdr, hl);
                 rc |= keel_buf_append(&s->in, st->rdata.data + st->rdata.off, n);
                 rc |= keel_buf_append(&s->in, "\r\n", 2);
                 keel_buf_consume(&st->rdata, n);
-                room = room > n + (size_t)hl + 2 ? room - (n + (size_t)hl + 2) : 0;
-                moved += n + (size_t)hl + 2;
+                room = room > n + hl + 2 ? room - (n + hl + 2) : 0;
+                moved += n + hl + 2;
                 data += n;
             }
         } else if (st->rdata.len && room) {
@@ -777,14 +783,17 @@ static int submit_head(struct stream *st, struct keel_sock *s)
         return KEEL_EBADMSG;
     nghttp2_nv nv[MAX_FIELDS + 8];
     size_t nn = MAX_FIELDS + 8;
-    char *scratch = malloc((size_t)hl + 64);
+    /* Field values are copied next to each other: the usual small head fits on the stack. */
+    char small[4096];
+    char *scratch = (size_t)hl + 64 <= sizeof(small) ? small : malloc((size_t)hl + 64);
     if (!scratch)
         return KEEL_ENOMEM;
     unsigned fl = (ss->ccfg->protocol == KEEL_UP_GRPC ? KEEL_H2CONV_TE_TRAILERS : 0) |
                   (ss->ccfg->tls.enabled ? KEEL_H2CONV_HTTPS : 0);
     int rc = keel_h2conv_request(&req, fl, nv, &nn, scratch, (size_t)hl + 64);
     if (rc) {
-        free(scratch);
+        if (scratch != small)
+            free(scratch);
         return rc;
     }
     st->req_mode = keel_http1_request_body(&req);
@@ -796,7 +805,8 @@ static int submit_head(struct stream *st, struct keel_sock *s)
     prd.source.ptr = NULL;
     prd.read_callback = on_data_read;
     int32_t id = nghttp2_submit_request(ss->ng, NULL, nv, nn, has_body ? &prd : NULL, st);
-    free(scratch);
+    if (scratch != small)
+        free(scratch);
     if (id < 0) {
         if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) {
             ss->state = SS_GOAWAY; /* out of stream ids: a new connection takes over */
@@ -1087,7 +1097,7 @@ static nghttp2_session *ng_new(struct sess *s)
     nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
     nghttp2_option_set_no_auto_window_update(opt, 1);
-    int rc = nghttp2_session_client_new2(&ng, cbs, s, opt);
+    int rc = nghttp2_session_client_new3(&ng, cbs, s, opt, keel_h2srv_mem());
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
     if (rc != 0)

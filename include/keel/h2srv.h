@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <nghttp2/nghttp2.h>
 
 /*
  * One HTTP/2 server connection on nghttp2. Every request stream is turned into the bytes of an
@@ -131,5 +132,13 @@ int keel_h2srv_stream_grpc_error(struct keel_h2srv_stream *st, int grpc_status, 
  *  unfinished request is reset with NO_ERROR once the response is complete. No more
  *  callbacks for it. [any] */
 void keel_h2srv_stream_detach(struct keel_h2srv_stream *st);
+
+/**
+ * The allocator keel's nghttp2 sessions use (pass it to nghttp2_session_*_new3): blocks up to
+ * 4 KiB come from bounded per-thread free lists (at most ~450 KiB cached per thread, freed
+ * when the thread ends), larger ones straight from malloc. Any thread may free a block; the
+ * object is shared: never modify it. [any]
+ */
+nghttp2_mem *keel_h2srv_mem(void);
 
 #endif
