@@ -17,7 +17,12 @@ struct keel_h2conn {
     struct keel_conn *c;        /* the carrier: the real client connection */
     struct keel_h2srv *srv;
     unsigned going_away : 1;
+    unsigned lingering : 1; /* ended: flushing the GOAWAY, then reading and dropping until EOF */
+    size_t linger_bytes;    /* dropped while lingering */
 };
+
+#define H2_LINGER 2.0 /* seconds a closing connection keeps draining what the client sends */
+#define H2_LINGER_MAX (1024 * 1024) /* ... and bytes: a flooding client is not fed forever */
 
 static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -240,7 +245,53 @@ static void h2_end(struct keel_conn *c, const char *why)
     else if (a == KEEL_H2_ABUSE_PROTOCOL)
         KEEL_INFO_RL("conn=%llu client=%s: HTTP/2 protocol error", (unsigned long long)c->id,
                      c->peer_ip);
-    keel_conn_close(c, why);
+    if (h->lingering || c->s.rd_eof) {
+        keel_conn_close(c, why);
+        return;
+    }
+    /* Lingering close (as nginx does): closing a socket with unread input sends a reset,
+     * and a reset can destroy the GOAWAY before the client reads it. Write what is queued,
+     * send FIN, drop whatever still arrives, close at EOF or after H2_LINGER. */
+    h->lingering = 1;
+    for (struct keel_conn *sc = c->w->conns, *next; sc; sc = next) {
+        next = sc->next;
+        if (sc->is_stream && sc->h2 == h && sc->state != KEEL_CS_CLOSED)
+            keel_conn_close(sc, why);
+    }
+    keel_defer_cancel(&h->flush);
+    if (c->s.out.len == 0)
+        keel_sock_shutdown(&c->s);
+    keel_sock_want(c->w->loop, &c->s, 1, c->s.out.len > 0);
+    ev_timer_stop(c->w->loop, &c->timer);
+    ev_timer_set(&c->timer, H2_LINGER, 0.);
+    ev_timer_start(c->w->loop, &c->timer);
+}
+
+/* A lingering connection: bytes from the client are read and dropped. */
+static void linger_read(struct keel_conn *c)
+{
+    struct keel_h2conn *h = c->h2;
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = keel_sock_read(&c->s, H2_READ_MAX);
+        keel_buf_consume(&c->s.in, c->s.in.len);
+        if (n == KEEL_EAGAIN)
+            return;
+        if (n <= 0 || (h->linger_bytes += (size_t)n) > H2_LINGER_MAX) {
+            keel_conn_close(c, "HTTP/2 connection ended");
+            return;
+        }
+    }
+}
+
+static void linger_write(struct keel_conn *c)
+{
+    if (keel_sock_flush(&c->s, NULL, 0) < 0) {
+        keel_conn_close(c, "HTTP/2 connection ended");
+        return;
+    }
+    if (c->s.out.len == 0 && !c->s.wr_shut)
+        keel_sock_shutdown(&c->s);
+    keel_sock_want(c->w->loop, &c->s, 1, c->s.out.len > 0);
 }
 
 /* Moves frames into the socket buffer and writes them. @return 0, or -1 once c is closed. */
@@ -331,6 +382,10 @@ static void on_h2_read(struct ev_loop *loop, ev_io *io, int revents)
     struct keel_conn *c = io->data;
     (void)loop;
     (void)revents;
+    if (c->h2->lingering) {
+        linger_read(c);
+        return;
+    }
     for (int i = 0; i < 4; i++) {
         ssize_t n = keel_sock_read(&c->s, H2_READ_MAX);
         if (n == KEEL_EAGAIN)
@@ -356,6 +411,10 @@ static void on_h2_write(struct ev_loop *loop, ev_io *io, int revents)
     (void)revents;
     if (!c->h2)
         return;
+    if (c->h2->lingering) {
+        linger_write(c);
+        return;
+    }
     if (h2_flush(c) < 0)
         return;
     h2_update(c);
@@ -365,6 +424,10 @@ static void on_h2_deferred(struct keel_deferred *d)
 {
     struct keel_h2conn *h = (struct keel_h2conn *)d;
     struct keel_conn *c = h->c;
+    if (h->lingering) {
+        linger_write(c);
+        return;
+    }
     if (h2_flush(c) < 0)
         return;
     h2_update(c);
@@ -376,6 +439,10 @@ static void on_h2_timer(struct ev_loop *loop, ev_timer *tm, int revents)
     struct keel_h2conn *h = c->h2;
     (void)loop;
     (void)revents;
+    if (h->lingering) {
+        keel_conn_close(c, "HTTP/2 connection ended (linger over)");
+        return;
+    }
     if (keel_h2srv_streams(h->srv) == 0) {
         keel_conn_close(c, "keep-alive timeout");
         return;
@@ -434,7 +501,7 @@ int keel_h2_start(struct keel_conn *c)
 void keel_h2_drain(struct keel_conn *c)
 {
     struct keel_h2conn *h = c->h2;
-    if (!h || h->going_away)
+    if (!h || h->going_away || h->lingering)
         return;
     h->going_away = 1;
     keel_h2srv_goaway(h->srv, 0);
