@@ -171,6 +171,8 @@ static void *cb_request(void *ud, struct keel_h2srv_stream *st)
     struct keel_conn *sc = keel_conn_new(c->w, -1, c->listener, &c->peer);
     if (!sc)
         return NULL;
+    memcpy(sc->peer_ip, c->peer_ip, sizeof(sc->peer_ip));
+    sc->peer_hash = c->peer_hash;
     sc->s.vops = &stream_ops;
     sc->s.vctx = st;
     sc->h2 = h;

@@ -1585,8 +1585,10 @@ struct keel_conn *keel_conn_new(struct keel_worker *w, int fd, uint32_t listener
     c->listener = listener;
     c->lcfg = &w->rt->cfg->listeners[listener];
     c->peer = *peer;
-    keel_addr_ip(peer, c->peer_ip, sizeof(c->peer_ip));
-    c->peer_hash = keel_balancer_hash(c->peer_ip, strlen(c->peer_ip));
+    if (fd >= 0) { /* an HTTP/2 stream copies these from its connection */
+        keel_addr_ip(peer, c->peer_ip, sizeof(c->peer_ip));
+        c->peer_hash = keel_balancer_hash(c->peer_ip, strlen(c->peer_ip));
+    }
     c->s.fd = fd;
     c->is_stream = fd < 0;
     ev_io_init(&c->s.rio, on_client_read, fd, EV_READ);

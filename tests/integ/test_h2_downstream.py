@@ -188,6 +188,8 @@ class H2DownstreamTest(KeelTestCase):
         self.assertIn(j["backend"], ("b1", "b2", "b3"))
         hosts = [v for k, v in j["headers"] if k.lower() == "host"]
         self.assertEqual(hosts, ["svc.local"])
+        xff = [v for k, v in j["headers"] if k.lower() == "x-forwarded-for"]
+        self.assertEqual(xff, ["127.0.0.1"])  # the stream knows its connection's client
         # The access log tells an HTTP/2 request from an HTTP/1.1 one.
         self.k.wait_log(r'"GET /ng/get\?q=1" status=200 .* proto=h2\n')
 
