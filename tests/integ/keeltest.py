@@ -752,7 +752,37 @@ def ws_recv(client):
     return bool(b0 & 0x80), b0 & 0x0F, client.read_exact(n)
 
 
-class ScriptedBackend:
+class ThreadedServer:
+    """A loopback TCP server for tests: every accepted connection is handed to self._conn(sock)
+    in its own thread. Subclasses call self._listen() at the end of __init__; close() stops
+    accepting."""
+
+    def _listen(self, backlog=16, conn_timeout=None):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(backlog)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self._conn_timeout = conn_timeout
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            if self._conn_timeout is not None:
+                c.settimeout(self._conn_timeout)
+            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+
+    def _conn(self, c):
+        raise NotImplementedError
+
+    def close(self):
+        self.sock.close()
+
+
+class ScriptedBackend(ThreadedServer):
     """A tiny in-process HTTP/1.1 backend that misbehaves on purpose (keep-alive). Each request
     head is counted (`count`) and its X-Request-Id recorded (`ids`); then, by mode:
     "500" answers 500, "503" answers 503, "503-raN" answers 503 with Retry-After: N,
@@ -764,19 +794,7 @@ class ScriptedBackend:
         self.ident = ident
         self.count = 0
         self.ids = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+        self._listen(64)
 
     def _answer(self, c, status, body, extra=b""):
         c.sendall(b"HTTP/1.1 " + status + b"\r\nX-Backend-Id: " + self.ident.encode()
@@ -813,8 +831,6 @@ class ScriptedBackend:
                             extra = b"Retry-After: " + self.mode[6:].encode() + b"\r\n"
                         self._answer(c, b"503 Service Unavailable", b"busy\n", extra)
 
-    def close(self):
-        self.sock.close()
 
 
 # ---------------------------------------------------------------------------

@@ -9,17 +9,16 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import threading
 import time
 import unittest
 
 import h2.errors
 import h2.settings
 
-from keeltest import (H2Client, KeelTestCase, cluster, http_listener, keel_is_sanitized,
-                      keel_yaml, one_request, pattern_sha256, proc_rss_kb, sha256, wait_for)
+from keeltest import (H2Client, KeelTestCase, ThreadedServer, cluster, http_listener,
+                      keel_is_sanitized, keel_yaml, one_request, pattern_sha256, proc_rss_kb,
+                      sha256, wait_for)
 
 NGHTTP = "/usr/bin/nghttp"
 H2LOAD = "/usr/bin/h2load"
@@ -33,27 +32,14 @@ def run(cmd, timeout=60, input_bytes=None):
                           else subprocess.DEVNULL)
 
 
-class CaptureBackend:
+class CaptureBackend(ThreadedServer):
     """An HTTP/1.1 backend that records each raw request (head + body bytes as received,
     chunked framing and trailers included) and answers a chunked response whose trailer section
     carries x-checksum: <sha256 of the decoded request body>. Keep-alive."""
 
     def __init__(self):
         self.raw = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            c.settimeout(30)
-            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+        self._listen(16, conn_timeout=30)
 
     def _conn(self, c):
         buf = bytearray()
@@ -122,8 +108,6 @@ class CaptureBackend:
         finally:
             c.close()
 
-    def close(self):
-        self.sock.close()
 
 
 class H2DownstreamTest(KeelTestCase):

@@ -17,8 +17,8 @@ import threading
 import time
 import unittest
 
-from keeltest import (Client, Closed, KeelTestCase, cluster, http_listener, keel_bin,
-                      keel_yaml, pattern_sha256, wait_for)
+from keeltest import (Client, Closed, KeelTestCase, ThreadedServer, cluster, http_listener,
+                      keel_bin, keel_yaml, pattern_sha256, wait_for)
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 
@@ -132,7 +132,7 @@ class TlsClient(Client):
             raise
 
 
-class SlowBackend:
+class SlowBackend(ThreadedServer):
     """HTTP/1.1 backend answering every request with `size` bytes of a fixed pattern, sent in
     pieces of `piece` bytes with `delay` seconds between them (a long download)."""
 
@@ -140,19 +140,7 @@ class SlowBackend:
         self.size, self.piece, self.delay = size, piece, delay
         self.body = hashlib.sha256(b"slow").digest() * (size // 32 + 1)
         self.body = self.body[:size]
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+        self._listen(16)
 
     def _conn(self, c):
         buf = b""
@@ -171,8 +159,6 @@ class SlowBackend:
             except OSError:
                 return
 
-    def close(self):
-        self.sock.close()
 
 
 class TlsBackend:
