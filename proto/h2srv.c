@@ -947,29 +947,25 @@ ssize_t keel_h2srv_recv(struct keel_h2srv *h, const uint8_t *p, size_t len)
     ssize_t n = nghttp2_session_mem_recv(h->s, p, len);
     if (n < 0) {
         h->failed = 1;
-        if (h->abuse == KEEL_H2_ABUSE_NONE) {
+        if (h->abuse == KEEL_H2_ABUSE_NONE)
             h->abuse = n == NGHTTP2_ERR_FLOODED                  ? KEEL_H2_ABUSE_FLOOD
                        : n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ? KEEL_H2_ABUSE_CONTINUATION
                                                                  : KEEL_H2_ABUSE_PROTOCOL;
-            /* nghttp2 does not always queue a GOAWAY for a fatal error: the client must
-             * learn why (keel's own limits queued theirs already). */
-            uint32_t code = h->abuse == KEEL_H2_ABUSE_PROTOCOL ? NGHTTP2_PROTOCOL_ERROR
-                                                               : NGHTTP2_ENHANCE_YOUR_CALM;
-            if (nghttp2_session_terminate_session(h->s, code) != 0 ||
-                !nghttp2_session_want_write(h->s)) {
-                /* The session refuses to send anything more: write the frame ourselves. */
-                int32_t last = nghttp2_session_get_last_proc_stream_id(h->s);
-                uint8_t *g = h->raw_goaway;
-                memset(g, 0, sizeof(h->raw_goaway));
-                g[2] = 8;
-                g[3] = NGHTTP2_GOAWAY;
-                for (int i = 0; i < 4; i++) {
-                    g[9 + i] = (uint8_t)((uint32_t)last >> (24 - 8 * i));
-                    g[13 + i] = (uint8_t)(code >> (24 - 8 * i));
-                }
-                h->raw_goaway_len = sizeof(h->raw_goaway);
-            }
+        /* After a fatal error nghttp2 may queue no GOAWAY, or refuse to send the one it
+         * queued: keel writes its own first, so the client always learns why (a second one
+         * from nghttp2 may follow; RFC 9113 allows several). */
+        uint32_t code =
+            h->abuse == KEEL_H2_ABUSE_PROTOCOL ? NGHTTP2_PROTOCOL_ERROR : NGHTTP2_ENHANCE_YOUR_CALM;
+        int32_t last = nghttp2_session_get_last_proc_stream_id(h->s);
+        uint8_t *g = h->raw_goaway;
+        memset(g, 0, sizeof(h->raw_goaway));
+        g[2] = 8;
+        g[3] = NGHTTP2_GOAWAY;
+        for (int i = 0; i < 4; i++) {
+            g[9 + i] = (uint8_t)((uint32_t)last >> (24 - 8 * i));
+            g[13 + i] = (uint8_t)(code >> (24 - 8 * i));
         }
+        h->raw_goaway_len = sizeof(h->raw_goaway);
         return KEEL_EBADMSG;
     }
     return n;
@@ -978,24 +974,17 @@ ssize_t keel_h2srv_recv(struct keel_h2srv *h, const uint8_t *p, size_t len)
 ssize_t keel_h2srv_send(struct keel_h2srv *h, uint8_t *dst, size_t cap)
 {
     size_t done = 0;
-    if (h->raw_goaway_len) {
-        if (cap < h->raw_goaway_len)
-            return 0;
-        memcpy(dst, h->raw_goaway, h->raw_goaway_len);
-        done = h->raw_goaway_len;
-        h->raw_goaway_len = 0;
-        return (ssize_t)done;
-    }
-    while (done < cap) {
+    int nghttp2_done = 0; /* nothing more from nghttp2 now (or it failed) */
+    while (done < cap && !nghttp2_done) {
         if (h->pend_len == 0) {
             const uint8_t *d;
             ssize_t n = nghttp2_session_mem_send(h->s, &d);
-            if (n < 0) {
-                h->failed = 1;
-                return done ? (ssize_t)done : KEEL_EBADMSG;
-            }
-            if (n == 0)
+            if (n <= 0) {
+                if (n < 0)
+                    h->failed = 1;
+                nghttp2_done = 1;
                 break;
+            }
             h->pend = d;
             h->pend_len = (size_t)n;
         }
@@ -1005,6 +994,15 @@ ssize_t keel_h2srv_send(struct keel_h2srv *h, uint8_t *dst, size_t cap)
         h->pend_len -= k;
         done += k;
     }
+    /* keel's own GOAWAY after a fatal error goes after what nghttp2 still had (its SETTINGS
+     * must come first on a new connection). */
+    if (nghttp2_done && h->raw_goaway_len && cap - done >= h->raw_goaway_len) {
+        memcpy(dst + done, h->raw_goaway, h->raw_goaway_len);
+        done += h->raw_goaway_len;
+        h->raw_goaway_len = 0;
+    }
+    if (done == 0 && h->failed && !h->raw_goaway_len)
+        return KEEL_EBADMSG;
     return (ssize_t)done;
 }
 

@@ -22,7 +22,7 @@ struct keel_h2conn {
 };
 
 #define H2_LINGER 2.0 /* seconds a closing connection keeps draining what the client sends */
-#define H2_LINGER_MAX (1024 * 1024) /* ... and bytes: a flooding client is not fed forever */
+#define H2_LINGER_MAX (64 * 1024) /* bytes dropped; then keel stops reading until the timer */
 
 static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -278,8 +278,14 @@ static void linger_read(struct keel_conn *c)
         keel_buf_consume(&c->s.in, c->s.in.len);
         if (n == KEEL_EAGAIN)
             return;
-        if (n <= 0 || (h->linger_bytes += (size_t)n) > H2_LINGER_MAX) {
+        if (n <= 0) {
             keel_conn_close(c, "HTTP/2 connection ended");
+            return;
+        }
+        if ((h->linger_bytes += (size_t)n) > H2_LINGER_MAX) {
+            /* A flood: stop reading (its sends stall on a full window) and let the timer
+             * close; the client keeps the whole linger time to read the GOAWAY. */
+            keel_sock_want(c->w->loop, &c->s, 0, c->s.out.len > 0);
             return;
         }
     }
@@ -293,7 +299,7 @@ static void linger_write(struct keel_conn *c)
     }
     if (c->s.out.len == 0 && !c->s.wr_shut)
         keel_sock_shutdown(&c->s);
-    keel_sock_want(c->w->loop, &c->s, 1, c->s.out.len > 0);
+    keel_sock_want(c->w->loop, &c->s, c->h2->linger_bytes <= H2_LINGER_MAX, c->s.out.len > 0);
 }
 
 /* Moves frames into the socket buffer and writes them. @return 0, or -1 once c is closed. */
