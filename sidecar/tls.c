@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <openssl/err.h>
@@ -633,6 +634,9 @@ static int tls_fail(struct keel_sock *s, int sslerr, int sys_errno)
 {
     char why[256], peer[64] = "?";
     int in_hs = !SSL_is_init_finished(s->ssl);
+    /* OpenSSL recognises plain HTTP sent to a TLS port ("GET ", "POST "...). */
+    int plain_http = in_hs && !s->ssl_client && sslerr == SSL_ERROR_SSL &&
+                     ERR_GET_REASON(ERR_peek_error()) == SSL_R_HTTP_REQUEST;
     s->ssl_dead = 1;
     if (sslerr == SSL_ERROR_SYSCALL) {
         ERR_clear_error();
@@ -659,6 +663,22 @@ static int tls_fail(struct keel_sock *s, int sslerr, int sys_errno)
                 KEEL_WARN_RL("upstream %s: TLS handshake failed: %s", peer, why);
         } else {
             KEEL_INFO_RL("client %s: TLS handshake failed: %s", peer, why);
+        }
+        if (plain_http && s->fd >= 0) {
+            /* Say so in plain text, as nginx does, instead of a silent close (best effort:
+             * one non-blocking write). */
+            static const char resp[] =
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 50\r\n"
+                "X-Keel-Reason: plain HTTP request on a TLS port\r\nConnection: close\r\n\r\n"
+                "400 Bad Request: plain HTTP request on a TLS port\n";
+            ssize_t w = write(s->fd, resp, sizeof(resp) - 1);
+            /* The rest of the request is unread: drained now, or the close would send a reset
+             * that can destroy this answer before the client reads it. */
+            char junk[4096];
+            for (int i = 0; w > 0 && i < 16 && read(s->fd, junk, sizeof(junk)) > 0; i++) {
+            }
+            if (w > 0)
+                shutdown(s->fd, SHUT_WR);
         }
     } else {
         KEEL_DEBUG("TLS connection error: %s", why);

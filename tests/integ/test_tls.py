@@ -305,6 +305,21 @@ class TlsTerminationTest(TlsBase):
         self.assertEqual(int.from_bytes(goaways[0][4:8], "big"), 0x1)  # PROTOCOL_ERROR
         self.assertTrue(attempt("http/1.1").startswith(b"HTTP/1.1 400 "))
 
+    def test_plain_http_on_tls_port_gets_400(self):
+        # Plain HTTP to a TLS listener: a readable 400 in plain text (as nginx answers), not a
+        # silent close; nothing reaches the backend.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(b"GET /plain HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            data = b""
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                data += d
+        self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data[:200])
+        self.assertIn(b"plain HTTP request on a TLS port", data)
+        self.assertFalse([e for e in self.be.log() if e["target"] == "/plain"])
+
     def test_sni_picks_the_certificate(self):
         self.assertEqual(server_cn(s_client(self.port, "a.test")), "a.test")
         self.assertEqual(server_cn(s_client(self.port, "b.test")), "b.test")
