@@ -1017,6 +1017,14 @@ int keel_h2srv_alive(const struct keel_h2srv *h)
            nghttp2_session_want_write(h->s);
 }
 
+void *keel_h2srv_any_owner(const struct keel_h2srv *h)
+{
+    for (const struct keel_h2srv_stream *st = h->streams; st; st = st->next)
+        if (st->ud && !st->detached)
+            return st->ud;
+    return NULL;
+}
+
 size_t keel_h2srv_streams(const struct keel_h2srv *h)
 {
     return h->n_streams;

@@ -215,17 +215,21 @@ static const struct keel_h2srv_cbs srv_cbs = {
 
 /* ---- the carrier connection -------------------------------------------------------------- */
 
+/* Closes the stream conns of a carrier: each close detaches its stream from the session. */
+static void close_streams(struct keel_h2conn *h, const char *why)
+{
+    struct keel_conn *sc;
+    while ((sc = keel_h2srv_any_owner(h->srv)) != NULL && sc->state != KEEL_CS_CLOSED)
+        keel_conn_close(sc, why);
+}
+
 /* Closes every stream of the carrier (they go on the close list) and frees the session. */
 void keel_h2_release(struct keel_conn *c)
 {
     struct keel_h2conn *h = c->h2;
     if (!h)
         return;
-    for (struct keel_conn *sc = c->w->conns, *next; sc; sc = next) {
-        next = sc->next;
-        if (sc->is_stream && sc->h2 == h && sc->state != KEEL_CS_CLOSED)
-            keel_conn_close(sc, "client connection closed");
-    }
+    close_streams(h, "client connection closed");
     /* Only now: closing a stream detaches it from the session. */
     keel_defer_cancel(&h->flush);
     keel_h2srv_free(h->srv);
@@ -255,11 +259,7 @@ static void h2_end(struct keel_conn *c, const char *why)
      * and a reset can destroy the GOAWAY before the client reads it. Write what is queued,
      * send FIN, drop whatever still arrives, close at EOF or after H2_LINGER. */
     h->lingering = 1;
-    for (struct keel_conn *sc = c->w->conns, *next; sc; sc = next) {
-        next = sc->next;
-        if (sc->is_stream && sc->h2 == h && sc->state != KEEL_CS_CLOSED)
-            keel_conn_close(sc, why);
-    }
+    close_streams(h, why);
     keel_defer_cancel(&h->flush);
     if (c->s.out.len == 0)
         keel_sock_shutdown(&c->s);

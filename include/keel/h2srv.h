@@ -88,6 +88,9 @@ ssize_t keel_h2srv_send(struct keel_h2srv *h, uint8_t *dst, size_t cap);
 int keel_h2srv_want_write(const struct keel_h2srv *h);
 /** Whether the session can still read or write anything; 0: the connection can close. */
 int keel_h2srv_alive(const struct keel_h2srv *h);
+/** The owner's pointer of some stream still attached to an owner, or NULL when none is:
+ *  lets the owner end all of its streams (each detach removes one). [any] */
+void *keel_h2srv_any_owner(const struct keel_h2srv *h);
 /** Open streams. [any] */
 size_t keel_h2srv_streams(const struct keel_h2srv *h);
 /** Whether some stream has response bytes waiting for the client's flow-control window. */
