@@ -180,12 +180,35 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
             }
         }
     }
-    help(b, "keel_cluster_no_endpoint_total", "counter",
-         "Requests answered 503 because no endpoint was eligible.");
-    for (uint32_t c = 0; c < s->n_clusters; c++) {
-        sample(b, "keel_cluster_no_endpoint_total", "cluster", s->clusters[c].name, "%llu",
-               s->clusters[c].stats ? (unsigned long long)ld(&s->clusters[c].stats->no_endpoint)
-                                    : 0ULL);
+    /* Cluster counters; `always`: a sample (0) also for a cluster without statistics. */
+    static const struct {
+        const char *name, *help;
+        size_t off;
+        int always;
+    } ccounters[] = {
+        {"keel_cluster_no_endpoint_total",
+         "Requests answered 503 because no endpoint was eligible.",
+         offsetof(struct keel_cluster_stats, no_endpoint), 1},
+        {"keel_cluster_retries_total",
+         "Requests sent again to another endpoint after a failure that proved nothing.",
+         offsetof(struct keel_cluster_stats, retries), 0},
+        {"keel_cluster_retries_denied_total", "Retries the cluster's retry budget refused.",
+         offsetof(struct keel_cluster_stats, retries_denied), 0},
+        {"keel_cluster_panic_total",
+         "Picks made in panic mode (too little healthy weight: all present endpoints used).",
+         offsetof(struct keel_cluster_stats, panic), 1},
+    };
+    for (size_t k = 0; k < sizeof(ccounters) / sizeof(ccounters[0]); k++) {
+        help(b, ccounters[k].name, "counter", ccounters[k].help);
+        for (uint32_t c = 0; c < s->n_clusters; c++) {
+            const struct keel_cluster_stats *st = s->clusters[c].stats;
+            if (!st && !ccounters[k].always)
+                continue;
+            const _Atomic uint64_t *v =
+                st ? (const _Atomic uint64_t *)((const char *)st + ccounters[k].off) : NULL;
+            sample(b, ccounters[k].name, "cluster", s->clusters[c].name, "%llu",
+                   v ? (unsigned long long)ld(v) : 0ULL);
+        }
     }
     static const char *const limits[3] = {"max_connections", "max_pending_requests",
                                           "max_requests"};
@@ -198,18 +221,6 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
             keel_buf_printf(b, "\",limit=\"%s\"} %llu\n", limits[k],
                             (unsigned long long)ld(&s->clusters[c].stats->cb_rejected[k]));
         }
-    help(b, "keel_cluster_retries_total", "counter",
-         "Requests sent again to another endpoint after a failure that proved nothing.");
-    for (uint32_t c = 0; c < s->n_clusters; c++)
-        if (s->clusters[c].stats)
-            sample(b, "keel_cluster_retries_total", "cluster", s->clusters[c].name, "%llu",
-                   (unsigned long long)ld(&s->clusters[c].stats->retries));
-    help(b, "keel_cluster_retries_denied_total", "counter",
-         "Retries the cluster's retry budget refused.");
-    for (uint32_t c = 0; c < s->n_clusters; c++)
-        if (s->clusters[c].stats)
-            sample(b, "keel_cluster_retries_denied_total", "cluster", s->clusters[c].name, "%llu",
-                   (unsigned long long)ld(&s->clusters[c].stats->retries_denied));
     help(b, "keel_cluster_upstream_connections", "gauge",
          "Upstream connections open for the cluster, all workers.");
     for (uint32_t c = 0; c < s->n_clusters; c++) {
@@ -218,12 +229,6 @@ int keel_admin_metrics(struct keel_runtime *rt, struct keel_buf *b)
         sample(b, "keel_cluster_upstream_connections", "cluster", s->clusters[c].name, "%lld",
                (long long)atomic_load_explicit(&s->clusters[c].stats->open_conns,
                                                memory_order_relaxed));
-    }
-    help(b, "keel_cluster_panic_total", "counter",
-         "Picks made in panic mode (too little healthy weight: all present endpoints used).");
-    for (uint32_t c = 0; c < s->n_clusters; c++) {
-        sample(b, "keel_cluster_panic_total", "cluster", s->clusters[c].name, "%llu",
-               s->clusters[c].stats ? (unsigned long long)ld(&s->clusters[c].stats->panic) : 0ULL);
     }
     help(b, "keel_request_duration_seconds", "histogram",
          "Time from request head to the end of the response, per cluster.");
