@@ -149,6 +149,20 @@ int keel_buf_append(struct keel_buf *b, const void *p, size_t n)
     return 0;
 }
 
+int keel_buf_str(struct keel_buf *b, const char *s)
+{
+    return keel_buf_append(b, s, strlen(s));
+}
+
+int keel_buf_status(struct keel_buf *b, int status)
+{
+    if (status < 100 || status > 999)
+        return keel_buf_printf(b, "%d", status);
+    char d[3] = {(char)('0' + status / 100), (char)('0' + status / 10 % 10),
+                 (char)('0' + status % 10)};
+    return keel_buf_append(b, d, 3);
+}
+
 int keel_buf_printf(struct keel_buf *b, const char *fmt, ...)
 {
     /* One pass when the text fits in the room at the tail (the usual case: a header line

@@ -515,13 +515,17 @@ static int build_up_head(struct keel_conn *c, const struct keel_http1_request *r
     if (absolute) {
         /* Origin servers are only required to accept origin-form: "http://h/p?q" -> "/p?q",
          * "http://h?q" -> "/?q". */
-        const char *slash = rr->rest_len && rr->rest[0] == '/' ? "" : "/";
-        rc = keel_buf_printf(b, "%.*s %s%.*s HTTP/1.1\r\n", (int)req->method_len, req->method,
-                             slash, (int)rr->rest_len, rr->rest ? rr->rest : "");
+        rc = keel_buf_append(b, req->method, req->method_len);
+        rc |= KEEL_BUF_LIT(b, " ");
+        if (!(rr->rest_len && rr->rest[0] == '/'))
+            rc |= KEEL_BUF_LIT(b, "/");
+        rc |= keel_buf_append(b, rr->rest ? rr->rest : "", rr->rest_len);
     } else {
-        rc = keel_buf_printf(b, "%.*s %.*s HTTP/1.1\r\n", (int)req->method_len, req->method,
-                             (int)req->target_len, req->target);
+        rc = keel_buf_append(b, req->method, req->method_len);
+        rc |= KEEL_BUF_LIT(b, " ");
+        rc |= keel_buf_append(b, req->target, req->target_len);
     }
+    rc |= KEEL_BUF_LIT(b, " HTTP/1.1\r\n");
     const struct keel_http1_header *xff[8];
     int n_xff = 0, have_xfh = 0, have_rid = 0;
     for (size_t i = 0; i < req->num_headers && rc == 0; i++) {
@@ -549,25 +553,35 @@ static int build_up_head(struct keel_conn *c, const struct keel_http1_request *r
     }
     if (rc)
         return rc;
-    if (absolute || !rr->host)
-        rc |= keel_buf_printf(b, "Host: %.*s\r\n", (int)(rr->host ? rr->host_len : 0),
-                              rr->host ? rr->host : "");
+    if (absolute || !rr->host) {
+        rc |= KEEL_BUF_LIT(b, "Host: ");
+        rc |= keel_buf_append(b, rr->host ? rr->host : "", rr->host ? rr->host_len : 0);
+        rc |= KEEL_BUF_LIT(b, "\r\n");
+    }
     if (t->is_upgrade) {
         for (size_t i = 0; i < req->num_headers; i++)
             if (req->headers[i].name_len == 7 && name_is(&req->headers[i], "upgrade"))
                 rc |= append_header(b, &req->headers[i]);
-        rc |= keel_buf_printf(b, "Connection: upgrade\r\n");
+        rc |= KEEL_BUF_LIT(b, "Connection: upgrade\r\n");
     }
-    rc |= keel_buf_printf(b, "X-Forwarded-For: ");
-    for (int i = 0; i < n_xff; i++)
-        rc |= keel_buf_printf(b, "%.*s, ", (int)xff[i]->value_len, xff[i]->value);
-    rc |= keel_buf_printf(b, "%s\r\nX-Forwarded-Proto: %s\r\n", c->peer_ip,
-                          c->is_tls ? "https" : "http");
-    if (!have_xfh && rr->host)
-        rc |= keel_buf_printf(b, "X-Forwarded-Host: %.*s\r\n", (int)rr->host_len, rr->host);
+    rc |= KEEL_BUF_LIT(b, "X-Forwarded-For: ");
+    for (int i = 0; i < n_xff; i++) {
+        rc |= keel_buf_append(b, xff[i]->value, xff[i]->value_len);
+        rc |= KEEL_BUF_LIT(b, ", ");
+    }
+    rc |= keel_buf_str(b, c->peer_ip);
+    rc |= c->is_tls ? KEEL_BUF_LIT(b, "\r\nX-Forwarded-Proto: https\r\n")
+                    : KEEL_BUF_LIT(b, "\r\nX-Forwarded-Proto: http\r\n");
+    if (!have_xfh && rr->host) {
+        rc |= KEEL_BUF_LIT(b, "X-Forwarded-Host: ");
+        rc |= keel_buf_append(b, rr->host, rr->host_len);
+        rc |= KEEL_BUF_LIT(b, "\r\n");
+    }
     if (!have_rid) {
         gen_request_id(c->w, t->req_id);
-        rc |= keel_buf_printf(b, "X-Request-Id: %s\r\n", t->req_id);
+        rc |= KEEL_BUF_LIT(b, "X-Request-Id: ");
+        rc |= keel_buf_append(b, t->req_id, 32);
+        rc |= KEEL_BUF_LIT(b, "\r\n");
     }
     rc |= keel_buf_append(b, "\r\n", 2);
     return rc ? KEEL_ENOMEM : 0;
@@ -580,8 +594,11 @@ static int build_client_head(struct keel_conn *c, const struct keel_http1_respon
     collect_conn_tokens(resp->headers, resp->num_headers, &ct);
     int upgrade = resp->status == 101;
     size_t before = b->len;
-    int rc = keel_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason_len,
-                             resp->reason);
+    int rc = KEEL_BUF_LIT(b, "HTTP/1.1 ");
+    rc |= keel_buf_status(b, resp->status);
+    rc |= KEEL_BUF_LIT(b, " ");
+    rc |= keel_buf_append(b, resp->reason, resp->reason_len);
+    rc |= KEEL_BUF_LIT(b, "\r\n");
     for (size_t i = 0; i < resp->num_headers && rc == 0; i++) {
         const struct keel_http1_header *h = &resp->headers[i];
         if (upgrade && h->name_len == 7 && name_is(h, "upgrade")) {
@@ -601,11 +618,11 @@ static int build_client_head(struct keel_conn *c, const struct keel_http1_respon
                               (unsigned long long)c->t.sticky_got);
     }
     if (upgrade)
-        rc |= keel_buf_printf(b, "Connection: upgrade\r\n");
+        rc |= KEEL_BUF_LIT(b, "Connection: upgrade\r\n");
     else if (resp->status >= 200 && !c->keepalive)
-        rc |= keel_buf_printf(b, "Connection: close\r\n");
+        rc |= KEEL_BUF_LIT(b, "Connection: close\r\n");
     else if (resp->status >= 200 && c->minor == 0)
-        rc |= keel_buf_printf(b, "Connection: keep-alive\r\n");
+        rc |= KEEL_BUF_LIT(b, "Connection: keep-alive\r\n");
     rc |= keel_buf_append(b, "\r\n", 2);
     c->t.bytes_out += b->len - before;
     c->t.resp_bytes_to_client += b->len - before;

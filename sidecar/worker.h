@@ -40,6 +40,13 @@ int keel_buf_reserve(struct keel_buf *b, size_t n, size_t max);
 int keel_buf_append(struct keel_buf *b, const void *p, size_t n);
 /** Appends printf-formatted text. @return 0 or KEEL_ENOMEM. [any] */
 int keel_buf_printf(struct keel_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** Appends a string literal. Per-request heads are built with these, not printf (which cost
+ *  3% of a keep-alive request). @return 0 or KEEL_ENOMEM. [any] */
+#define KEEL_BUF_LIT(b, lit) keel_buf_append((b), "" lit, sizeof(lit) - 1)
+/** Appends a NUL-terminated string. @return 0 or KEEL_ENOMEM. [any] */
+int keel_buf_str(struct keel_buf *b, const char *s);
+/** Appends an HTTP status code as decimal digits. @return 0 or KEEL_ENOMEM. [any] */
+int keel_buf_status(struct keel_buf *b, int status);
 /** Drops n bytes from the front. [any] */
 void keel_buf_consume(struct keel_buf *b, size_t n);
 /** Frees the storage and the pipe, if any (16 KiB blocks and empty pipes go to the calling
