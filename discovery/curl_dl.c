@@ -8,8 +8,7 @@
 #include <stddef.h>
 #include "keel/err.h"
 #include "keel/log.h"
-
-typedef void (*curl_any_fn)(void);
+#include "dl.h"
 
 /* Resolved functions; all NULL until keel_curl_load succeeded. */
 static struct {
@@ -38,17 +37,9 @@ static struct {
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static int load_rc = KEEL_ENOTIMPL;
 
-/* Resolves one symbol into *slot (a function pointer of the right type). */
 static int resolve(void *h, const char *name, void *slot)
 {
-    void *p = dlsym(h, name);
-    if (!p) {
-        KEEL_ERROR("libcurl: symbol %s not found: %s", name, dlerror());
-        return -1;
-    }
-    /* POSIX guarantees that a dlsym result converts to a function pointer. */
-    *(curl_any_fn *)slot = (curl_any_fn)p;
-    return 0;
+    return keel_dl_resolve(h, "libcurl", name, slot);
 }
 
 static void load(void)
@@ -131,7 +122,7 @@ CURLcode keel_curl_easy_setopt(CURL *h, CURLoption opt, ...)
     else if (opt < CURLOPTTYPE_FUNCTIONPOINT)
         rc = fn.easy_setopt(h, opt, va_arg(ap, void *));
     else if (opt < CURLOPTTYPE_OFF_T)
-        rc = fn.easy_setopt(h, opt, va_arg(ap, curl_any_fn));
+        rc = fn.easy_setopt(h, opt, va_arg(ap, keel_dl_any_fn));
     else if (opt < CURLOPTTYPE_BLOB)
         rc = fn.easy_setopt(h, opt, va_arg(ap, curl_off_t));
     else
@@ -211,7 +202,7 @@ CURLMcode keel_curl_multi_setopt(CURLM *m, CURLMoption opt, ...)
     else if (opt < CURLOPTTYPE_FUNCTIONPOINT)
         rc = fn.multi_setopt(m, opt, va_arg(ap, void *));
     else if (opt < CURLOPTTYPE_OFF_T)
-        rc = fn.multi_setopt(m, opt, va_arg(ap, curl_any_fn));
+        rc = fn.multi_setopt(m, opt, va_arg(ap, keel_dl_any_fn));
     else
         rc = fn.multi_setopt(m, opt, va_arg(ap, curl_off_t));
     va_end(ap);

@@ -16,7 +16,7 @@
 #include <curl/curl.h>
 
 /** Loads libcurl.so.4 and resolves the functions below, once per process (thread-safe).
- *  @return 0, or KEEL_ENOTSUP when libcurl or one of the functions is missing (logged). [any] */
+ *  @return 0, or KEEL_ENOTIMPL when libcurl or one of the functions is missing (logged). [any] */
 int keel_curl_load(void);
 
 /* The libcurl functions keel uses; see libcurl's documentation. [any, as libcurl's] */

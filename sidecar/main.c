@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
-#include <openssl/ssl.h>
 #include "keel/config.h"
 #include "keel/err.h"
 #include "keel/log.h"
