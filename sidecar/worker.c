@@ -161,6 +161,8 @@ static void on_panic_tick(struct ev_loop *loop, ev_timer *t, int revents)
     struct keel_worker *w = t->data;
     if (w->cur)
         update_panic(w, w->cur);
+    if (++w->panic_ticks % 4 == 0)
+        keel_buf_cache_trim();
 }
 
 static void wsnap_free(struct keel_wsnap *ws)

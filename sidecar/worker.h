@@ -54,6 +54,11 @@ void keel_buf_consume(struct keel_buf *b, size_t n);
 void keel_buf_free(struct keel_buf *b);
 /** Frees the calling thread's caches of buffer blocks and pipes (at thread exit). [any] */
 void keel_buf_cache_clear(void);
+/** Frees the cached blocks that stayed unused since the previous call, beyond a small reserve
+ *  (called every second by each worker). [any] */
+void keel_buf_cache_trim(void);
+/** @return how many blocks the calling thread's cache holds. [any] */
+unsigned keel_buf_cache_blocks(void);
 /** Attaches an empty pipe to b (from the thread's cache, or a new O_NONBLOCK pipe) for a
  *  splice() relay; keel_buf_free closes it or returns it to the cache. No-op if b has one.
  *  @return 0, or KEEL_EIO (no pipe: out of file descriptors) / KEEL_ENOMEM. [any] */
@@ -134,7 +139,8 @@ struct keel_worker {
     ev_async wake;
     ev_prepare prep;
     ev_check check;
-    ev_timer panic_tick;
+    ev_timer panic_tick; /* 4 Hz: panic mode, and every 4th the buffer cache trim */
+    unsigned panic_ticks;
     _Atomic(struct keel_snap *) mailbox;
     struct keel_wsnap *cur;       /* newest adopted snapshot: new exchanges use it */
     _Atomic uint64_t adopted_gen; /* its generation, for the admin API */

@@ -96,9 +96,45 @@ static void test_pipe(void)
     keel_buf_cache_clear();
 }
 
+/* Freed blocks stay cached through a burst; a period in which nobody took them frees them,
+ * down to the 64-block reserve. Blocks taken during a period are kept for the next one. */
+static void test_block_cache(void)
+{
+    enum { N = 300 };
+    static struct keel_buf bufs[N];
+    keel_buf_cache_clear();
+    for (int i = 0; i < N; i++)
+        CHECK(keel_buf_append(&bufs[i], "x", 1) == 0);
+    CHECK(keel_buf_cache_blocks() == 0);
+    for (int i = 0; i < N; i++)
+        keel_buf_free(&bufs[i]);
+    CHECK(keel_buf_cache_blocks() == N); /* over the old 64-block limit: no free() per block */
+    keel_buf_cache_trim();               /* the first period starts here */
+    CHECK(keel_buf_cache_blocks() == N);
+    /* 100 blocks in use during this period, then given back: the 200 never taken are idle. */
+    for (int i = 0; i < 100; i++)
+        CHECK(keel_buf_append(&bufs[i], "x", 1) == 0);
+    CHECK(keel_buf_cache_blocks() == N - 100);
+    for (int i = 0; i < 100; i++)
+        keel_buf_free(&bufs[i]);
+    keel_buf_cache_trim();
+    CHECK(keel_buf_cache_blocks() == N - (200 - 64)); /* 164: the 100 used ones stay */
+    keel_buf_cache_trim();                            /* a quiet period: down to the reserve */
+    CHECK(keel_buf_cache_blocks() == 64);
+    keel_buf_cache_trim();
+    CHECK(keel_buf_cache_blocks() == 64);
+    /* Still usable afterwards. */
+    CHECK(keel_buf_append(&bufs[0], "abc", 3) == 0);
+    CHECK(buf_is(&bufs[0], "abc"));
+    keel_buf_free(&bufs[0]);
+    keel_buf_cache_clear();
+    CHECK(keel_buf_cache_blocks() == 0);
+}
+
 int main(void)
 {
     test_printf();
     test_pipe();
+    test_block_cache();
     return TEST_SUMMARY("test_buf");
 }
