@@ -91,6 +91,7 @@ struct sess {
     struct stream *streams, *tail; /* owners' streams and zombies, oldest first */
     uint32_t n_streams;            /* streams with an owner that nghttp2 has not closed */
     uint32_t n_active; /* submitted streams nghttp2 has not closed (the server counts them) */
+    uint32_t n_unsent; /* linked streams not yet submitted: admit() has nothing to do at 0 */
     struct sockaddr_storage sa;
     socklen_t salen;
     char name[64];
@@ -145,6 +146,8 @@ static void stream_unlink(struct stream *st)
     if (!s)
         return;
     uncount(st);
+    if (!st->submitted)
+        s->n_unsent--;
     if (st->prev)
         st->prev->next = st->next;
     else
@@ -167,6 +170,8 @@ static void stream_link(struct sess *s, struct stream *st)
     else
         s->streams = st;
     s->tail = st;
+    if (!st->submitted)
+        s->n_unsent++;
     if (st->u) {
         st->counted = 1;
         s->n_streams++;
@@ -391,8 +396,9 @@ static struct sess *find_sess(struct h2up *hu, const struct keel_ep_load *load,
  */
 static void admit(struct sess *s)
 {
-    if (s->dead || s->state == SS_CONNECTING || (!s->got_settings && s->state == SS_OPEN))
-        return;
+    if (s->dead || s->state == SS_CONNECTING || (!s->got_settings && s->state == SS_OPEN) ||
+        s->n_unsent == 0)
+        return; /* (called on every stream close: no scan when every stream was sent) */
     uint32_t lim = sess_limit(s);
     uint32_t room = s->state == SS_OPEN && lim > s->n_active ? lim - s->n_active : 0;
     uint32_t keep = room;
@@ -816,6 +822,7 @@ static int submit_head(struct stream *st, struct keel_sock *s)
     }
     st->id = id;
     st->submitted = 1;
+    ss->n_unsent--;
     st->ng_open = 1;
     ss->n_active++;
     st->req_end = !has_body;
