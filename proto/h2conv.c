@@ -25,16 +25,17 @@ static char lc(char c)
     return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
 }
 
-static int ieq(const char *a, size_t al, const char *lower)
+static int ieq_n(const char *a, const char *lower, size_t n)
 {
-    size_t n = strlen(lower);
-    if (al != n)
-        return 0;
     for (size_t i = 0; i < n; i++)
         if (lc(a[i]) != lower[i])
             return 0;
     return 1;
 }
+
+/* a (al bytes) equals the lower-case literal, ignoring case; lengths first, no strlen (each
+ * field of each message is compared with a dozen names). */
+#define ieq(a, al, lit) ((al) == sizeof(lit) - 1 && ieq_n((a), "" lit, sizeof(lit) - 1))
 
 /* Fields HTTP/2 forbids (RFC 9113 8.2.2) or that describe the HTTP/1.1 hop only. */
 static int conn_specific(const char *n, size_t l)
@@ -100,6 +101,9 @@ static int push_fields(const struct keel_http1_header *hs, size_t nh, int is_req
                        nghttp2_nv *nv, size_t *n, size_t cap, char *scratch, size_t scap,
                        size_t *used, int *te_sent)
 {
+    int has_connection = 0; /* only then can a field be named by one (usually not) */
+    for (size_t i = 0; i < nh && !has_connection; i++)
+        has_connection = ieq(hs[i].name, hs[i].name_len, "connection");
     for (size_t i = 0; i < nh; i++) {
         const struct keel_http1_header *h = &hs[i];
         if (conn_specific(h->name, h->name_len))
@@ -115,7 +119,7 @@ static int push_fields(const struct keel_http1_header *hs, size_t nh, int is_req
             }
             continue;
         }
-        if (!ieq(h->name, h->name_len, "content-length") &&
+        if (has_connection && !ieq(h->name, h->name_len, "content-length") &&
             named_by_connection(hs, nh, h->name, h->name_len))
             continue;
         const char *ln = lower_into(h->name, h->name_len, scratch, scap, used);
