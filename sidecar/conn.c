@@ -144,6 +144,55 @@ ssize_t keel_sock_flush(struct keel_sock *s, const char *extra, size_t extra_len
     return (ssize_t)done;
 }
 
+ssize_t keel_sock_splice_in(struct keel_sock *s, size_t max)
+{
+    struct keel_pipe *p = s->in.pipe;
+    if (p->len >= p->cap || max == 0)
+        return KEEL_EAGAIN;
+    size_t want = p->cap - p->len < max ? p->cap - p->len : max;
+    for (;;) {
+        ssize_t n = splice(s->fd, NULL, p->wr, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            p->len += (size_t)n;
+            return n;
+        }
+        if (n == 0) {
+            s->rd_eof = 1;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            /* A pipe counts pages, not bytes: it can be full below cap. Reading waits for the
+             * other side to drain some (it has bytes to drain, so it will). */
+            if (p->len)
+                p->full = 1;
+            return KEEL_EAGAIN;
+        }
+        if ((errno == EINVAL || errno == ENOSYS) && !p->len)
+            return KEEL_ENOTIMPL;
+        return errno == ECONNRESET ? KEEL_ECLOSED : KEEL_EIO;
+    }
+}
+
+ssize_t keel_sock_splice_out(struct keel_pipe *p, struct keel_sock *dst)
+{
+    while (p->len) {
+        ssize_t n = splice(p->rd, NULL, dst->fd, NULL, p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            p->len -= (size_t)n;
+            p->full = 0;
+            return n; /* a short write means dst is full: wait for EV_WRITE */
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return (n < 0 && (errno == EPIPE || errno == ECONNRESET)) ? KEEL_ECLOSED : KEEL_EIO;
+    }
+    return 0;
+}
+
 void keel_sock_close(struct ev_loop *loop, struct keel_sock *s)
 {
     if (s->vops) {

@@ -126,6 +126,7 @@ struct keel_txn {
     unsigned is_head : 1;
     unsigned is_upgrade : 1;
     unsigned dechunk : 1;     /* HTTP/1.0 client: decode chunked, close-delimit */
+    unsigned resp_splice : 1; /* the rest of the body goes through up->s.in.pipe (splice) */
     unsigned up_reusable : 1; /* upstream may be pooled after this exchange */
     unsigned retried_reuse : 1;
     unsigned active : 1;      /* this txn holds an in-flight count */
@@ -186,6 +187,15 @@ ssize_t keel_sock_read(struct keel_sock *s, size_t max);
  * caller's to keep.
  */
 ssize_t keel_sock_flush(struct keel_sock *s, const char *extra, size_t extra_len);
+/** Moves up to max bytes from s's socket into its pipe (s->in.pipe, attached by the caller)
+ *  with splice(), without copying them. @return bytes moved, 0 at EOF (rd_eof set),
+ *  KEEL_EAGAIN (nothing to read, or the pipe is full: p->full then waits for a drain),
+ *  KEEL_ENOTIMPL when splice() cannot be used on this socket and the pipe is empty (the caller
+ *  relays with keel_sock_read instead), KEEL_ECLOSED / KEEL_EIO. [owner] */
+ssize_t keel_sock_splice_in(struct keel_sock *s, size_t max);
+/** Writes bytes from pipe p to dst's socket with splice(). @return bytes written (0 when dst
+ *  is full or p is empty), or KEEL_ECLOSED / KEEL_EIO. [owner] */
+ssize_t keel_sock_splice_out(struct keel_pipe *p, struct keel_sock *dst);
 /** Stops watchers, closes the fd (or closes the virtual stream), frees the buffers. */
 void keel_sock_close(struct ev_loop *loop, struct keel_sock *s);
 /** Sets which events the owner wants: starts/stops a real socket's watchers, or lets a

@@ -19,6 +19,10 @@
 #define MAX_HEADERS 256
 #define BODY_BUF (64 * 1024) /* unforwarded body bytes buffered per direction */
 #define RESP_HEAD_MAX (64 * 1024)
+/* A Content-Length response body with at least this much left, between two plain sockets,
+ * is relayed with splice() through a pipe: the kernel moves its pages, keel never copies them
+ * (100 MB downloads: see the commit). Below it, a pipe's set-up costs more than the copy. */
+#define SPLICE_MIN (64 * 1024)
 #define CLOSE_LINGER 5.0
 #define MAX_TRIES 3
 
@@ -473,7 +477,8 @@ static void update_io(struct keel_conn *c)
     struct ev_loop *loop = c->w->loop;
     struct keel_txn *t = &c->t;
     struct keel_upconn *u = c->up;
-    int cr = 0, cw = c->s.out.len > 0 || t->resp_fwd > 0;
+    const struct keel_pipe *rp = t->resp_splice && u ? u->s.in.pipe : NULL;
+    int cr = 0, cw = c->s.out.len > 0 || t->resp_fwd > 0 || (rp && rp->len > 0);
     switch (c->state) {
     case KEEL_CS_IDLE:
     case KEEL_CS_HEAD:
@@ -509,6 +514,9 @@ static void update_io(struct keel_conn *c)
                  (t->resp_state == KEEL_RS_HEAD || t->resp_state == KEEL_RS_BODY) &&
                  u->s.in.len < (t->resp_state == KEEL_RS_HEAD ? RESP_HEAD_MAX + 1 : BODY_BUF) &&
                  c->s.out.len < KEEL_OUT_HIGH_WATER;
+        if (rp) /* the same bound on_up_read() reads under */
+            ur = u->state == KEEL_UP_ACTIVE && !u->s.rd_eof && t->resp_remaining > 0 && !rp->full &&
+                 rp->len < rp->cap;
         keel_sock_want(loop, &u->s, ur, uw);
     }
 }
@@ -1268,7 +1276,7 @@ static int advance_resp_body(struct keel_conn *c)
     struct keel_txn *t = &c->t;
     struct keel_upconn *u = c->up;
     size_t avail = u->s.in.len - t->resp_fwd;
-    if (t->resp_state != KEEL_RS_BODY)
+    if (t->resp_state != KEEL_RS_BODY || t->resp_splice)
         return 0;
     switch (t->resp_mode) {
     case KEEL_H1_BODY_LENGTH: {
@@ -1312,10 +1320,60 @@ static int advance_resp_body(struct keel_conn *c)
     }
 }
 
+/* Detaches an empty pipe from b (back to the worker's cache; one with bytes is closed). */
+static void drop_pipe(struct keel_buf *b)
+{
+    struct keel_buf tmp = {0};
+    tmp.pipe = b->pipe;
+    b->pipe = NULL;
+    keel_buf_free(&tmp);
+}
+
+/* Switches the rest of a Content-Length body to splice() once everything buffered so far
+ * went out: two plain sockets (no TLS, no HTTP/2 stream on either side), no re-framing. */
+static void resp_splice_start(struct keel_conn *c)
+{
+    struct keel_txn *t = &c->t;
+    struct keel_upconn *u = c->up;
+    if (t->resp_splice || t->resp_state != KEEL_RS_BODY || t->resp_mode != KEEL_H1_BODY_LENGTH ||
+        t->resp_remaining < SPLICE_MIN || t->resp_fwd || u->s.in.len || c->s.out.len || t->dechunk)
+        return;
+    if (c->s.fd < 0 || c->s.vops || c->s.ssl || c->is_stream || c->is_tls || u->s.fd < 0 ||
+        u->s.vops || u->s.ssl)
+        return;
+    if (keel_buf_pipe(&u->s.in) != 0)
+        return; /* out of descriptors: the body is copied as usual */
+    t->resp_splice = 1;
+}
+
+/* Writes what the pipe holds to the client; the body is done when nothing is left to read
+ * and the pipe is empty. */
+static void flush_spliced(struct keel_conn *c)
+{
+    struct keel_txn *t = &c->t;
+    struct keel_upconn *u = c->up;
+    ssize_t n = keel_sock_splice_out(u->s.in.pipe, &c->s);
+    if (n < 0) {
+        keel_conn_close(c, "client write failed");
+        return;
+    }
+    t->bytes_out += (uint64_t)n;
+    t->resp_bytes_to_client += (uint64_t)n;
+    if (t->resp_remaining == 0 && u->s.in.pipe->len == 0) {
+        t->resp_splice = 0;
+        drop_pipe(&u->s.in);
+        t->resp_state = KEEL_RS_DONE;
+    }
+}
+
 static void flush_response(struct keel_conn *c)
 {
     struct keel_txn *t = &c->t;
     struct keel_upconn *u = c->up;
+    if (t->resp_splice && u) {
+        flush_spliced(c);
+        return;
+    }
     const char *extra = u ? u->s.in.data + u->s.in.off : NULL;
     ssize_t n = keel_sock_flush(&c->s, extra, u ? t->resp_fwd : 0);
     if (n < 0) {
@@ -1457,7 +1515,9 @@ static void up_process(struct keel_conn *c)
         flush_response(c);
         if (c->state != KEEL_CS_PROXY)
             return;
-        if (t->resp_state == KEEL_RS_BODY && u->s.rd_eof && t->resp_fwd == 0 && u->s.in.len == 0) {
+        resp_splice_start(c);
+        if (t->resp_state == KEEL_RS_BODY && u->s.rd_eof && t->resp_fwd == 0 && u->s.in.len == 0 &&
+            !(t->resp_splice && u->s.in.pipe->len)) {
             up_failed(c, KEEL_ECLOSED, "upstream closed mid-body");
             return;
         }
@@ -1485,8 +1545,21 @@ static void on_up_read(struct ev_loop *loop, ev_io *io, int revents)
         ev_io_stop(loop, io);
         return;
     }
-    size_t max = c->t.resp_state == KEEL_RS_HEAD ? RESP_HEAD_MAX + 1 : BODY_BUF;
-    ssize_t n = keel_sock_read(&u->s, max);
+    ssize_t n;
+    if (c->t.resp_splice) {
+        /* Never past the body's end: the connection may carry the next response. */
+        n = keel_sock_splice_in(&u->s, (size_t)c->t.resp_remaining);
+        if (n > 0)
+            c->t.resp_remaining -= (uint64_t)n;
+        if (n == KEEL_ENOTIMPL) { /* no splice() on this socket: copy as usual */
+            c->t.resp_splice = 0;
+            drop_pipe(&u->s.in);
+            n = keel_sock_read(&u->s, BODY_BUF);
+        }
+    } else {
+        size_t max = c->t.resp_state == KEEL_RS_HEAD ? RESP_HEAD_MAX + 1 : BODY_BUF;
+        n = keel_sock_read(&u->s, max);
+    }
     if (n == KEEL_EAGAIN) {
         update_io(c);
         return;

@@ -55,58 +55,15 @@ static void tunnel_unsplice(struct keel_sock *src)
     src->in.pipe = NULL;
 }
 
-/* Reads from src into its pipe. Same returns as keel_sock_read (KEEL_EAGAIN when the pipe is
- * full or the socket has nothing). */
+/* Reads from src into its pipe; without splice() on this socket, into its buffer from now on.
+ * Same returns as keel_sock_read. */
 static ssize_t pipe_fill(struct keel_sock *src)
 {
-    struct keel_pipe *p = src->in.pipe;
-    if (p->len >= p->cap)
-        return KEEL_EAGAIN;
-    for (;;) {
-        ssize_t n =
-            splice(src->fd, NULL, p->wr, NULL, p->cap - p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n > 0) {
-            p->len += (size_t)n;
-            return n;
-        }
-        if (n == 0) {
-            src->rd_eof = 1;
-            return 0;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            /* A pipe counts pages, not bytes: it can be full below cap. Reading waits for the
-             * other side to drain some (it has bytes to drain, so it will). */
-            if (p->len)
-                p->full = 1;
-            return KEEL_EAGAIN;
-        }
-        if ((errno == EINVAL || errno == ENOSYS) && !p->len) {
-            tunnel_unsplice(src);
-            return keel_sock_read(src, TUNNEL_BUF);
-        }
-        return errno == ECONNRESET ? KEEL_ECLOSED : KEEL_EIO;
-    }
-}
-
-/* Writes the pipe's bytes to dst. @return 0 (all or part written, or dst full) or an error. */
-static int pipe_drain(struct keel_pipe *p, struct keel_sock *dst)
-{
-    while (p->len) {
-        ssize_t n = splice(p->rd, NULL, dst->fd, NULL, p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n > 0) {
-            p->len -= (size_t)n;
-            p->full = 0;
-            return 0; /* a short write means dst is full: wait for EV_WRITE */
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        return (n < 0 && (errno == EPIPE || errno == ECONNRESET)) ? KEEL_ECLOSED : KEEL_EIO;
-    }
-    return 0;
+    ssize_t n = keel_sock_splice_in(src, (size_t)-1);
+    if (n != KEEL_ENOTIMPL)
+        return n;
+    tunnel_unsplice(src);
+    return keel_sock_read(src, TUNNEL_BUF);
 }
 
 static ssize_t tunnel_read(struct keel_sock *s)
@@ -158,8 +115,10 @@ static int dir_flush(struct keel_sock *src, struct keel_sock *dst)
             return (int)n;
         keel_buf_consume(&src->in, (size_t)n);
     }
-    if (src->in.pipe && src->in.pipe->len && !src->in.len && !dst->out.len)
-        return pipe_drain(src->in.pipe, dst);
+    if (src->in.pipe && src->in.pipe->len && !src->in.len && !dst->out.len) {
+        ssize_t n = keel_sock_splice_out(src->in.pipe, dst);
+        return n < 0 ? (int)n : 0;
+    }
     return 0;
 }
 
