@@ -696,6 +696,19 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def pipe_fds(pid):
+    """The pipes a process holds: {inode text: number of its descriptors on that pipe}."""
+    out = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("pipe:"):
+            out[link] = out.get(link, 0) + 1
+    return out
+
+
 def keel_is_sanitized():
     """True when the keel binary was built with ASan (memory numbers are meaningless)."""
     try:

@@ -10,25 +10,12 @@ import threading
 import time
 import unittest
 
-from keeltest import KeelTestCase, cluster, keel_yaml
+from keeltest import KeelTestCase, cluster, keel_yaml, pipe_fds
 
 
 def tcp_listener(port, cluster_name, idle="1h"):
     return {"name": "db", "address": "127.0.0.1:%d" % port, "protocol": "tcp",
             "cluster": cluster_name, "timeouts": {"idle": idle}}
-
-
-def pipe_fds(pid):
-    """The pipes keel holds: {inode text: number of descriptors}."""
-    out = {}
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if link.startswith("pipe:"):
-            out[link] = out.get(link, 0) + 1
-    return out
 
 
 def new_pipes(before, after):
