@@ -377,12 +377,17 @@ static int can_submit(const struct stream *st)
 }
 
 /* A session of the endpoint that takes new streams, other than `except`. */
+/* An open session with room to the endpoint at this address, made for this configuration: an
+ * instance re-registered at another port, or a cluster whose protocol changed (keel.protocol),
+ * gets new sessions; the old ones end when idle. */
 static struct sess *find_sess(struct h2up *hu, const struct keel_ep_load *load,
-                              const struct sess *except)
+                              const struct sockaddr_storage *sa, socklen_t salen,
+                              const struct keel_cfg_cluster *ccfg, const struct sess *except)
 {
     for (struct sess *s = hu->b[load->id % BUCKETS]; s; s = s->next)
         if (s != except && s->load == load && !s->dead && !s->draining && s->state != SS_GOAWAY &&
-            s->n_streams < sess_limit(s))
+            s->n_streams < sess_limit(s) && s->ccfg == ccfg && s->salen == salen &&
+            memcmp(&s->sa, sa, salen) == 0)
             return s;
     return NULL;
 }
@@ -413,7 +418,7 @@ static void admit(struct sess *s)
             continue;
         }
         int err = 0;
-        struct sess *t = find_sess(s->hu, s->load, s);
+        struct sess *t = find_sess(s->hu, s->load, &s->sa, s->salen, s->ccfg, s);
         if (!t && !s->hu->draining)
             t = sess_new(s->w, s->hu, s->load, &s->sa, s->salen, s->name, s->ccfg, s->cstats, &err);
         if (!t) {
@@ -1212,11 +1217,7 @@ struct keel_upconn *keel_h2up_get(struct keel_worker *w, const struct keel_endpo
         *err = KEEL_ENOMEM;
         return NULL;
     }
-    struct sess *s = hu->b[ep->load->id % BUCKETS];
-    for (; s; s = s->next)
-        if (s->load == ep->load && !s->dead && !s->draining && s->state != SS_GOAWAY &&
-            s->n_streams < sess_limit(s))
-            break;
+    struct sess *s = find_sess(hu, ep->load, &ep->sa, ep->salen, cl->cfg, NULL);
     if (!s) {
         s = sess_new(w, hu, ep->load, &ep->sa, ep->salen, ep->name, cl->cfg, cl->stats, err);
         if (!s)

@@ -195,7 +195,9 @@ struct keel_upconn *keel_up_get(struct keel_worker *w, const struct keel_endpoin
          * iteration. A peek (one more syscall per request) only narrows the race to a close
          * since then, so it is kept for requests that cannot simply be sent again on a new
          * connection (pooled == 2; see up_failed in http_proxy.c). */
-        if (pooled > 1 && !still_open(&u->s)) {
+        /* An instance re-registered at another address keeps its identity (and load record):
+         * its connections to the old address are not reused. */
+        if ((pooled > 1 && !still_open(&u->s)) || strcmp(u->name, ep->name) != 0) {
             u->state = KEEL_UP_ACTIVE; /* not in the pool any more */
             keel_up_close(u);
             continue;
