@@ -321,11 +321,16 @@ static void apply_tags(struct cwatch *w, struct keel_consul_svcinfo *info)
         size_t l = strlen(errs);
         snprintf(errs + l, sizeof(errs) - l, "%s%s", i ? "; " : "", tc.errors[i]);
     }
-    if (tc.protocol != KEEL_CONSUL_PROTO_HTTP) {
+    int proto = tc.protocol == KEEL_CONSUL_PROTO_H2     ? KEEL_UP_H2
+                : tc.protocol == KEEL_CONSUL_PROTO_GRPC ? KEEL_UP_GRPC
+                                                        : KEEL_UP_HTTP1;
+    if (tc.protocol == KEEL_CONSUL_PROTO_TCP) {
+        /* A catalog cluster is reached through consul.catalog_listener, an http listener. */
         size_t l = strlen(errs);
         snprintf(errs + l, sizeof(errs) - l,
-                 "%skeel.protocol=%s: not supported yet, serving as http", l ? "; " : "",
-                 keel_consul_proto_str(tc.protocol));
+                 "%skeel.protocol=tcp: not supported for catalog clusters (they are routed from "
+                 "an http listener); serving as http",
+                 l ? "; " : "");
     }
     if (strcmp(errs, c->tag_errors) != 0 && errs[0])
         KEEL_WARN("cluster %s: invalid keel tags on %s: %s", c->cfg->name, info->newest_id, errs);
@@ -336,7 +341,8 @@ static void apply_tags(struct cwatch *w, struct keel_consul_svcinfo *info)
                   c->cfg->name, info->conflicts, info->newest_id, info->conflict_id);
     c->conflicts = info->conflicts;
     snprintf(c->conflict_id, sizeof(c->conflict_id), "%s", info->conflict_id);
-    keel_discovery_set_dynamic(w->cs->d, c, tc.route_host, tc.route_path, tc.lb, tc.warning_drain);
+    keel_discovery_set_dynamic(w->cs->d, c, tc.route_host, tc.route_path, tc.lb, tc.warning_drain,
+                               proto);
     keel_consul_tagcfg_free(&tc);
 }
 

@@ -317,6 +317,11 @@ void keel_discovery_stop(struct keel_discovery *d)
         free(d->retired_matches[i]);
     }
     free(d->retired_matches);
+    for (size_t i = 0; i < d->n_retired_cfgs; i++)
+        free(d->retired_cfgs[i]);
+    free(d->retired_cfgs);
+    d->retired_cfgs = NULL;
+    d->n_retired_cfgs = 0;
     free(d->overrides);
     free(d->cl);
     d->cl = NULL;
@@ -395,12 +400,40 @@ static int str_eq(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* A copy of c's configuration speaking another upstream protocol; the old one is retired, not
+ * freed: snapshots, upstream connections and HTTP/2 sessions in workers still point at it. */
+static int switch_protocol(struct keel_discovery *d, struct keel_dcluster *c, int protocol)
+{
+    struct keel_cfg_cluster *n = malloc(sizeof(*n));
+    struct keel_cfg_cluster **r =
+        realloc(d->retired_cfgs, (d->n_retired_cfgs + 1) * sizeof(*d->retired_cfgs));
+    if (r)
+        d->retired_cfgs = r;
+    if (!n || !r) {
+        free(n);
+        KEEL_ERROR("cluster %s: out of memory changing its protocol", c->cfg->name);
+        return 0;
+    }
+    *n = *c->dyn_cfg;
+    n->protocol = (enum keel_upstream_proto)protocol;
+    n->h2_keepalive_ms = n->protocol == KEEL_UP_GRPC ? 30000 : 0; /* keel.yaml's default */
+    d->retired_cfgs[d->n_retired_cfgs++] = c->dyn_cfg;
+    c->cfg = c->dyn_cfg = n;
+    static const char *const names[] = {"http1", "h2", "grpc"};
+    KEEL_INFO("cluster %s: upstream protocol %s (from keel.protocol)", n->name,
+              names[n->protocol <= KEEL_UP_GRPC ? n->protocol : 0]);
+    return 1;
+}
+
 void keel_discovery_set_dynamic(struct keel_discovery *d, struct keel_dcluster *c, const char *host,
-                                const char *path, int lb, int warning_drain)
+                                const char *path, int lb, int warning_drain, int protocol)
 {
     if (!c->dyn_cfg)
         return;
     int changed = 0;
+    if ((int)c->dyn_cfg->protocol != protocol && protocol >= KEEL_UP_HTTP1 &&
+        protocol <= KEEL_UP_GRPC)
+        changed |= switch_protocol(d, c, protocol);
     if ((int)c->dyn_cfg->lb != lb && lb >= 0 && lb < KEEL_LB__COUNT) {
         /* Read by the control thread only; snapshots copy the policy when built. */
         c->dyn_cfg->lb = (enum keel_lb_policy)lb;

@@ -48,6 +48,9 @@ struct keel_discovery {
     size_t n_file;                           /* clusters from keel.yaml */
     struct keel_cfg_match **retired_matches; /* replaced dynamic routes, freed at exit */
     size_t n_retired;
+    struct keel_cfg_cluster **retired_cfgs; /* replaced dynamic configurations (their strings
+                                               belong to the current one), freed at exit */
+    size_t n_retired_cfgs;
     struct keel_snap *snap; /* newest published (one reference held here) */
     uint64_t gen;
     size_t zombies; /* endpoints kept only for their in-flight requests */
@@ -99,10 +102,12 @@ struct keel_dcluster *keel_discovery_add_dynamic(struct keel_discovery *d, const
 /** A dynamic cluster left the catalog: it leaves the snapshot (routes too). [control] */
 void keel_discovery_unlist(struct keel_discovery *d, struct keel_dcluster *c);
 
-/** Replaces a dynamic cluster's route and policy from its keel.* tags; publishes (debounced)
- *  when they changed. host/path NULL: any. lb: enum keel_lb_policy. [control] */
+/** Replaces a dynamic cluster's route, policy and upstream protocol from its keel.* tags;
+ *  publishes (debounced) when they changed. host/path NULL: any. lb: enum keel_lb_policy.
+ *  protocol: enum keel_upstream_proto; a change gives the cluster a new configuration object
+ *  (workers may be reading the old one, which is kept until exit). [control] */
 void keel_discovery_set_dynamic(struct keel_discovery *d, struct keel_dcluster *c, const char *host,
-                                const char *path, int lb, int warning_drain);
+                                const char *path, int lb, int warning_drain, int protocol);
 
 /* An operator's override of one endpoint (admin API), kept by (cluster, endpoint id) across
  * discovery answers until cleared. */

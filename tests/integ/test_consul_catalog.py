@@ -3,8 +3,10 @@
 its keel.route tag names; during a deploy the newest registration's tags win and the
 disagreement is reported, never a dropped cluster."""
 
+import json
 import unittest
 
+import test_h2_upstream as h2u  # the h2_backend.py process helper (not its tests)
 from keeltest import KeelTestCase, keel_yaml, wait_for
 
 
@@ -36,7 +38,6 @@ class ConsulCatalogTest(KeelTestCase):
         return r.status, r.header("X-Backend-Id")
 
     def cluster(self, name):
-        import json
         for c in json.loads(self.k.admin("/v1/clusters").body)["clusters"]:
             if c["name"] == name:
                 return c
@@ -81,6 +82,40 @@ class ConsulCatalogTest(KeelTestCase):
         c = self.cluster("web")
         self.assertIn("keel.lb=fastest", c["discovery"]["tag_errors"])
         self.assertEqual(c["lb"], "weighted_least_conn")
+
+    def test_protocol_tag_switches_the_upstream_protocol(self):
+        # HTTP/1.1 first (no keel.protocol tag)...
+        self.reg("web-1", self.b1, ["keel", "keel.route=/p/"])
+        wait_for(lambda: self.status("/p/x") == (200, "w1"), timeout=10, what="http1 route")
+        self.assertEqual(self.cluster("web")["protocol"], "http1")
+        # ...then the service moves to an HTTP/2-only server tagged keel.protocol=h2: keel must
+        # speak h2c to it (an HTTP/1.1 request would get nothing but a GOAWAY).
+        h2b = h2u.H2UpstreamTest.start_h2(self, "h2b")
+        self.reg("web-1", h2b, ["keel", "keel.route=/p/", "keel.protocol=h2"])
+        wait_for(lambda: self.status("/p/x") == (200, "h2b"), timeout=10,
+                 what="h2 backend served through the catalog cluster")
+        c = self.cluster("web")
+        self.assertEqual(c["protocol"], "h2")
+        self.assertEqual(c["discovery"]["tag_errors"], "")
+        seen = h2b.stats()["requests"]
+        self.assertTrue(seen and seen[-1]["path"] == "/p/x", seen)
+        self.assertNotIn("te", [k for k, _ in seen[-1]["headers"]])
+        # keel.protocol=grpc: still h2, now with "te: trailers" as gRPC servers require.
+        self.reg("web-1", h2b, ["keel", "keel.route=/p/", "keel.protocol=grpc"])
+        wait_for(lambda: self.cluster("web")["protocol"] == "grpc", timeout=10, what="grpc")
+        r = self.client(self.port).get("/p/g")
+        self.assertEqual((r.status, r.header("X-Backend-Id")), (200, "h2b"))
+        last = h2b.stats()["requests"][-1]
+        self.assertEqual(last["path"], "/p/g")
+        self.assertIn(["te", "trailers"], [list(h) for h in last["headers"]])
+        # tcp cannot be a catalog cluster's protocol: reported, and served as HTTP/1.1.
+        self.reg("web-1", self.b2, ["keel", "keel.route=/p/", "keel.protocol=tcp"])
+        # (The instance kept its ID at a new address: connections pooled to the old one, from
+        # the first step, must not be reused.)
+        wait_for(lambda: self.status("/p/x") == (200, "w2"), timeout=10, what="back to http1")
+        c = self.cluster("web")
+        self.assertEqual(c["protocol"], "http1")
+        self.assertIn("keel.protocol=tcp", c["discovery"]["tag_errors"])
 
 
 if __name__ == "__main__":
