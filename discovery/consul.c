@@ -328,9 +328,9 @@ static void apply_tags(struct cwatch *w, struct keel_consul_svcinfo *info)
         /* A catalog cluster is reached through consul.catalog_listener, an http listener. */
         size_t l = strlen(errs);
         snprintf(errs + l, sizeof(errs) - l,
-                 "%skeel.protocol=tcp: not supported for catalog clusters (they are routed from "
+                 "%skeel.protocol=%s: not supported for catalog clusters (they are routed from "
                  "an http listener); serving as http",
-                 l ? "; " : "");
+                 l ? "; " : "", keel_consul_proto_str(tc.protocol));
     }
     if (strcmp(errs, c->tag_errors) != 0 && errs[0])
         KEEL_WARN("cluster %s: invalid keel tags on %s: %s", c->cfg->name, info->newest_id, errs);
