@@ -35,6 +35,7 @@ import fake_backend  # noqa: E402  (pattern helpers shared with the backend)
 import fake_consul  # noqa: E402  (ConsulClient for start_consul)
 
 FAKE_CONSUL = os.path.join(HERE, "fake_consul.py")
+H2_BACKEND = os.path.join(HERE, "h2_backend.py")
 
 pattern_chunks = fake_backend.pattern_chunks
 pattern_sha256 = fake_backend.pattern_sha256
@@ -399,6 +400,38 @@ def chunked_body(pieces, trailers=b""):
 # Processes
 # ---------------------------------------------------------------------------
 
+class H2Proc:
+    """An h2_backend.py process: .addr, .port, stats(), mode(), reset(), kill()."""
+
+    def __init__(self, ident, proc, addr, control):
+        self.ident = ident
+        self.proc = proc
+        self.addr = addr
+        self.port = int(addr.rsplit(":", 1)[1])
+        self.control = int(control.rsplit(":", 1)[1])
+
+    def _get(self, path):
+        c = Client(self.control, timeout=5)
+        try:
+            return c.get(path, [("Connection", "close")], host="127.0.0.1").json()
+        finally:
+            c.close()
+
+    def stats(self):
+        return self._get("/stats")
+
+    def mode(self, **kw):
+        return self._get("/mode?" + "&".join("%s=%d" % kv for kv in kw.items()))
+
+    def reset(self):
+        return self._get("/reset")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
 class BackendProc:
     def __init__(self, ident, proc, addrs):
         self.ident = ident
@@ -578,26 +611,47 @@ class KeelTestCase(unittest.TestCase):
         spawned = [self._spawn_backend(i, mode, greet, 1) for i in idents]
         return {sp[0]: self._await_backend(sp) for sp in spawned}
 
+    def spawn_helper(self, cmd, logname, log_mode="wb"):
+        """Starts a helper process (stopped in the cleanup), its stderr in <tmp>/logname."""
+        errf = open(os.path.join(self.tmp, logname), log_mode)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
+        errf.close()
+        self._procs.append(p)
+        return p
+
+    @staticmethod
+    def await_ready(p, what, timeout=10.0):
+        """Waits for a helper's 'ready ADDR...' line; returns the fields after 'ready'."""
+        r, _, _ = select.select([p.stdout], [], [], timeout)
+        line = p.stdout.readline().decode() if r else ""
+        if not line.startswith("ready "):
+            p.kill()
+            raise AssertionError("%s did not start: %r" % (what, line))
+        return line.split()[1:]
+
     def _spawn_backend(self, ident, mode, greet, nports, args=()):
         cmd = [PYTHON, FAKE_BACKEND, "--id", ident, "--mode", mode] + list(args)
         for _ in range(nports):
             cmd += ["--port", "0"]
         if greet:
             cmd.append("--greet")
-        errf = open(os.path.join(self.tmp, "backend-%s.log" % ident), "wb")
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
-        errf.close()
-        self._procs.append(p)
-        return ident, p
+        return ident, self.spawn_helper(cmd, "backend-%s.log" % ident)
 
     def _await_backend(self, spawned):
         ident, p = spawned
-        r, _, _ = select.select([p.stdout], [], [], 10)
-        line = p.stdout.readline().decode() if r else ""
-        if not line.startswith("ready "):
-            p.kill()
-            raise AssertionError("fake backend %s did not start: %r" % (ident, line))
-        return BackendProc(ident, p, line.split()[1:])
+        return BackendProc(ident, p, self.await_ready(p, "fake backend %s" % ident))
+
+    def start_h2(self, ident, max_streams=0, tls=None):
+        """Starts h2_backend.py (an HTTP/2 server; TLS with ALPN h2 when tls = (cert, key))
+        and waits for its 'ready' line; returns an H2Proc."""
+        cmd = [PYTHON, H2_BACKEND, "--id", ident, "--port", "0"]
+        if tls:
+            cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        if max_streams:
+            cmd += ["--max-streams", str(max_streams)]
+        p = self.spawn_helper(cmd, "h2-%s.log" % ident)
+        addr, control = self.await_ready(p, "h2 backend %s" % ident)[:2]
+        return H2Proc(ident, p, addr, control)
 
     def start_consul(self, acl_token=None, port=0, args=()):
         """Starts fake_consul.py (port 0: a free one) and waits for 'ready' (10 s); the
@@ -606,16 +660,8 @@ class KeelTestCase(unittest.TestCase):
         cmd = [PYTHON, FAKE_CONSUL, "--port", str(port)] + list(args)
         if acl_token is not None:
             cmd += ["--acl-token", acl_token]
-        errf = open(os.path.join(self.tmp, "consul.log"), "ab")
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
-        errf.close()
-        self._procs.append(p)
-        r, _, _ = select.select([p.stdout], [], [], 10)
-        line = p.stdout.readline().decode() if r else ""
-        if not line.startswith("ready "):
-            p.kill()
-            raise AssertionError("fake consul did not start: %r" % line)
-        return ConsulProc(p, int(line.split()[1]), acl_token)
+        p = self.spawn_helper(cmd, "consul.log", "ab")
+        return ConsulProc(p, int(self.await_ready(p, "fake consul")[0]), acl_token)
 
     def start_keel(self, config_text, name="keel", wait_ready=True, admin_port=None):
         """Writes the config and starts keel; waits until GET /ready returns 200 (10 s)."""
@@ -1091,13 +1137,5 @@ def start_grpc_backend(tc, ident, nports=1, timeout=15.0):
     """Starts grpc_backend.py for test case tc (stopped in tc's cleanup) and waits for its
     'ready' line; returns a BackendProc (.addr, .port, .kill())."""
     cmd = [PYTHON, GRPC_BACKEND, "--id", ident] + ["--port", "0"] * nports
-    errf = open(os.path.join(tc.tmp, "grpc-backend-%s.log" % ident), "wb")
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
-    errf.close()
-    tc._procs.append(p)
-    r, _, _ = select.select([p.stdout], [], [], timeout)
-    line = p.stdout.readline().decode() if r else ""
-    if not line.startswith("ready "):
-        p.kill()
-        raise AssertionError("grpc backend %s did not start: %r" % (ident, line))
-    return BackendProc(ident, p, line.split()[1:])
+    p = tc.spawn_helper(cmd, "grpc-backend-%s.log" % ident)
+    return BackendProc(ident, p, tc.await_ready(p, "grpc backend %s" % ident, timeout))

@@ -6,7 +6,6 @@ disagreement is reported, never a dropped cluster."""
 import json
 import unittest
 
-import test_h2_upstream as h2u  # the h2_backend.py process helper (not its tests)
 from keeltest import KeelTestCase, keel_yaml, wait_for
 
 
@@ -90,7 +89,7 @@ class ConsulCatalogTest(KeelTestCase):
         self.assertEqual(self.cluster("web")["protocol"], "http1")
         # ...then the service moves to an HTTP/2-only server tagged keel.protocol=h2: keel must
         # speak h2c to it (an HTTP/1.1 request would get nothing but a GOAWAY).
-        h2b = h2u.H2UpstreamTest.start_h2(self, "h2b")
+        h2b = self.start_h2("h2b")
         self.reg("web-1", h2b, ["keel", "keel.route=/p/", "keel.protocol=h2"])
         wait_for(lambda: self.status("/p/x") == (200, "h2b"), timeout=10,
                  what="h2 backend served through the catalog cluster")

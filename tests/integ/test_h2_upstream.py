@@ -6,72 +6,14 @@ connections when the server allows fewer streams, and a real nghttpd."""
 
 import hashlib
 import os
-import select
 import shutil
 import subprocess
-import sys
-import time
 import unittest
 
 from keeltest import (Client, KeelTestCase, cluster, http_listener, keel_yaml, pattern_sha256,
                       wait_for)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-H2_BACKEND = os.path.join(HERE, "h2_backend.py")
-PYTHON = sys.executable or "/usr/bin/python3"
-
-
-class H2Proc:
-    """An h2_backend.py process: .addr, .port, stats(), mode(), reset(), kill()."""
-
-    def __init__(self, ident, proc, addr, control):
-        self.ident = ident
-        self.proc = proc
-        self.addr = addr
-        self.port = int(addr.rsplit(":", 1)[1])
-        self.control = int(control.rsplit(":", 1)[1])
-
-    def _get(self, path):
-        c = Client(self.control, timeout=5)
-        try:
-            return c.get(path, [("Connection", "close")], host="127.0.0.1").json()
-        finally:
-            c.close()
-
-    def stats(self):
-        return self._get("/stats")
-
-    def mode(self, **kw):
-        return self._get("/mode?" + "&".join("%s=%d" % kv for kv in kw.items()))
-
-    def reset(self):
-        return self._get("/reset")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-
-
 class H2UpstreamTest(KeelTestCase):
-    def start_h2(self, ident, max_streams=0, tls=None):
-        cmd = [PYTHON, H2_BACKEND, "--id", ident, "--port", "0"]
-        if tls:
-            cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
-        if max_streams:
-            cmd += ["--max-streams", str(max_streams)]
-        errf = open(os.path.join(self.tmp, "h2-%s.log" % ident), "wb")
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, stdin=subprocess.DEVNULL)
-        errf.close()
-        self._procs.append(p)
-        r, _, _ = select.select([p.stdout], [], [], 10)
-        line = p.stdout.readline().decode() if r else ""
-        if not line.startswith("ready "):
-            p.kill()
-            raise AssertionError("h2 backend %s did not start: %r" % (ident, line))
-        parts = line.split()
-        return H2Proc(ident, p, parts[1], parts[2])
-
     def start_keel_h2(self, backends, http2=None, lb="round_robin", outlier=None, workers=1,
                       retries=None, tls=None):
         self.port, self.admin = self.free_port(), self.free_port()
