@@ -419,9 +419,8 @@ static int switch_protocol(struct keel_discovery *d, struct keel_dcluster *c, in
     n->h2_keepalive_ms = n->protocol == KEEL_UP_GRPC ? 30000 : 0; /* keel.yaml's default */
     d->retired_cfgs[d->n_retired_cfgs++] = c->dyn_cfg;
     c->cfg = c->dyn_cfg = n;
-    static const char *const names[] = {"http1", "h2", "grpc"};
     KEEL_INFO("cluster %s: upstream protocol %s (from keel.protocol)", n->name,
-              names[n->protocol <= KEEL_UP_GRPC ? n->protocol : 0]);
+              keel_config_upstream_proto_name(n->protocol));
     return 1;
 }
 

@@ -383,10 +383,8 @@ int keel_admin_clusters(struct keel_runtime *rt, struct keel_buf *b)
         json_t *eps = json_array();
         json_object_set_new(jc, "name", json_string(cl->name));
         json_object_set_new(jc, "lb", json_string(cl->lb->name));
-        static const char *const protos[] = {"http1", "h2", "grpc"};
-        json_object_set_new(
-            jc, "protocol",
-            json_string(protos[cl->cfg->protocol <= KEEL_UP_GRPC ? cl->cfg->protocol : 0]));
+        json_object_set_new(jc, "protocol",
+                            json_string(keel_config_upstream_proto_name(cl->cfg->protocol)));
         json_object_set_new(jc, "tls", json_boolean(cl->cfg->tls.enabled));
         const struct keel_dcluster *dc = rt->disc ? keel_discovery_find(rt->disc, cl->name) : NULL;
         if (dc) {

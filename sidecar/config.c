@@ -65,6 +65,15 @@ const char *keel_config_lb_name(enum keel_lb_policy p)
     return lb_names[p];
 }
 
+static const char *const up_protos[] = {"http1", "h2", "grpc"};
+
+const char *keel_config_upstream_proto_name(enum keel_upstream_proto p)
+{
+    if ((int)p < 0 || p > KEEL_UP_GRPC)
+        return "unknown";
+    return up_protos[p];
+}
+
 /* ---- errors ---------------------------------------------------------------------------- */
 
 static void add_error_v(struct ctx *c, size_t line, size_t col, const char *path, const char *fmt,
@@ -2103,7 +2112,6 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
                                            "http2",
                                            "tls"};
     static const char *const tkeys[] = {"connect", "response", "idle"};
-    static const char *const up_protos[] = {"http1", "h2", "grpc"};
     struct keel_cfg_cluster *cl = &cfg->clusters[idx];
     yaml_node_t *v[C__N], *t[3];
     char kpath[PATHLEN], tpath[PATHLEN];

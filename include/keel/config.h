@@ -327,4 +327,7 @@ void keel_config_outlier_defaults(struct keel_cfg_outlier *o);
 /** Name of a policy as written in keel.yaml. [any] */
 const char *keel_config_lb_name(enum keel_lb_policy p);
 
+/** Name of an upstream protocol as written in keel.yaml ("http1", "h2", "grpc"). [any] */
+const char *keel_config_upstream_proto_name(enum keel_upstream_proto p);
+
 #endif
