@@ -102,6 +102,13 @@ static void pipe_put(struct keel_pipe *p)
     pipe_cache[pipe_cached++] = p;
 }
 
+void keel_buf_drop_pipe(struct keel_buf *b)
+{
+    if (b->pipe)
+        pipe_put(b->pipe);
+    b->pipe = NULL;
+}
+
 void keel_buf_cache_trim(void)
 {
     unsigned idle = chunk_low < chunk_cached ? chunk_low : chunk_cached;
@@ -230,8 +237,7 @@ void keel_buf_consume(struct keel_buf *b, size_t n)
 
 void keel_buf_free(struct keel_buf *b)
 {
-    if (b->pipe)
-        pipe_put(b->pipe);
+    keel_buf_drop_pipe(b);
     if (b->cap == KEEL_BUF_CHUNK)
         chunk_put(b->data);
     else

@@ -248,6 +248,9 @@ void keel_up_reap(struct keel_worker *w);
 
 /** Switches a connection with an ACTIVE upstream to a raw two-way relay. */
 void keel_tunnel_start(struct keel_conn *c);
+/** @return whether the client and upstream sockets of c are both plain kernel sockets (no TLS,
+ *  not an HTTP/2 stream), so that bytes can go from one to the other with splice(). */
+int keel_conn_can_splice(const struct keel_conn *c);
 /** Closes a downstream connection and everything attached to it. */
 void keel_conn_close(struct keel_conn *c, const char *why);
 /** Allocates a downstream connection and links it into the worker. NULL on ENOMEM. */

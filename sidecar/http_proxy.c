@@ -1320,15 +1320,6 @@ static int advance_resp_body(struct keel_conn *c)
     }
 }
 
-/* Detaches an empty pipe from b (back to the worker's cache; one with bytes is closed). */
-static void drop_pipe(struct keel_buf *b)
-{
-    struct keel_buf tmp = {0};
-    tmp.pipe = b->pipe;
-    b->pipe = NULL;
-    keel_buf_free(&tmp);
-}
-
 /* Switches the rest of a Content-Length body to splice() once everything buffered so far
  * went out: two plain sockets (no TLS, no HTTP/2 stream on either side), no re-framing. */
 static void resp_splice_start(struct keel_conn *c)
@@ -1336,10 +1327,8 @@ static void resp_splice_start(struct keel_conn *c)
     struct keel_txn *t = &c->t;
     struct keel_upconn *u = c->up;
     if (t->resp_splice || t->resp_state != KEEL_RS_BODY || t->resp_mode != KEEL_H1_BODY_LENGTH ||
-        t->resp_remaining < SPLICE_MIN || t->resp_fwd || u->s.in.len || c->s.out.len || t->dechunk)
-        return;
-    if (c->s.fd < 0 || c->s.vops || c->s.ssl || c->is_stream || c->is_tls || u->s.fd < 0 ||
-        u->s.vops || u->s.ssl)
+        t->resp_remaining < SPLICE_MIN || t->resp_fwd || u->s.in.len || c->s.out.len ||
+        t->dechunk || !keel_conn_can_splice(c))
         return;
     if (keel_buf_pipe(&u->s.in) != 0)
         return; /* out of descriptors: the body is copied as usual */
@@ -1361,7 +1350,7 @@ static void flush_spliced(struct keel_conn *c)
     t->resp_bytes_to_client += (uint64_t)n;
     if (t->resp_remaining == 0 && u->s.in.pipe->len == 0) {
         t->resp_splice = 0;
-        drop_pipe(&u->s.in);
+        keel_buf_drop_pipe(&u->s.in);
         t->resp_state = KEEL_RS_DONE;
     }
 }
@@ -1553,7 +1542,7 @@ static void on_up_read(struct ev_loop *loop, ev_io *io, int revents)
             c->t.resp_remaining -= (uint64_t)n;
         if (n == KEEL_ENOTIMPL) { /* no splice() on this socket: copy as usual */
             c->t.resp_splice = 0;
-            drop_pipe(&u->s.in);
+            keel_buf_drop_pipe(&u->s.in);
             n = keel_sock_read(&u->s, BODY_BUF);
         }
     } else {

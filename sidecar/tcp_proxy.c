@@ -33,8 +33,7 @@ static double tunnel_idle(const struct keel_conn *c)
     return c->lcfg->idle_timeout_ms / 1000.0;
 }
 
-/* Plain kernel sockets on both sides: no virtual socket (HTTP/2 stream), no TLS. */
-static int tunnel_can_splice(const struct keel_conn *c)
+int keel_conn_can_splice(const struct keel_conn *c)
 {
     const struct keel_upconn *u = c->up;
     if (c->s.fd < 0 || c->s.vops || c->s.ssl || c->is_tls || c->is_stream ||
@@ -46,13 +45,8 @@ static int tunnel_can_splice(const struct keel_conn *c)
 /* splice() could not be used on this pair: relay with read/write from now on. */
 static void tunnel_unsplice(struct keel_sock *src)
 {
-    struct keel_pipe *p = src->in.pipe;
-    if (!p || p->len)
-        return;
-    struct keel_buf b = {0};
-    b.pipe = p;
-    keel_buf_free(&b);
-    src->in.pipe = NULL;
+    if (src->in.pipe && !src->in.pipe->len)
+        keel_buf_drop_pipe(&src->in);
 }
 
 /* Reads from src into its pipe; without splice() on this socket, into its buffer from now on.
@@ -172,7 +166,7 @@ void keel_tunnel_start(struct keel_conn *c)
     ev_set_cb(&u->s.rio, on_tun_io);
     ev_set_cb(&u->s.wio, on_tun_io);
     u->s.rio.data = u->s.wio.data = c;
-    if (tunnel_can_splice(c)) {
+    if (keel_conn_can_splice(c)) {
         /* Without a pipe (out of descriptors) a direction simply stays buffered. */
         if (keel_buf_pipe(&c->s.in) == 0 && keel_buf_pipe(&u->s.in) != 0)
             tunnel_unsplice(&c->s);

@@ -63,6 +63,9 @@ unsigned keel_buf_cache_blocks(void);
  *  splice() relay; keel_buf_free closes it or returns it to the cache. No-op if b has one.
  *  @return 0, or KEEL_EIO (no pipe: out of file descriptors) / KEEL_ENOMEM. [any] */
 int keel_buf_pipe(struct keel_buf *b);
+/** Detaches b's pipe, if any: an empty one goes back to the thread's cache, one still holding
+ *  bytes is closed. b's bytes stay. [any] */
+void keel_buf_drop_pipe(struct keel_buf *b);
 
 /* Per-listener counters shared by all workers. */
 struct keel_listener_stats {
