@@ -415,8 +415,7 @@ static int switch_protocol(struct keel_discovery *d, struct keel_dcluster *c, in
         return 0;
     }
     *n = *c->dyn_cfg;
-    n->protocol = (enum keel_upstream_proto)protocol;
-    n->h2_keepalive_ms = n->protocol == KEEL_UP_GRPC ? 30000 : 0; /* keel.yaml's default */
+    keel_config_cluster_protocol(n, (enum keel_upstream_proto)protocol);
     d->retired_cfgs[d->n_retired_cfgs++] = c->dyn_cfg;
     c->cfg = c->dyn_cfg = n;
     KEEL_INFO("cluster %s: upstream protocol %s (from keel.protocol)", n->name,

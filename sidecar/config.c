@@ -67,6 +67,12 @@ const char *keel_config_lb_name(enum keel_lb_policy p)
 
 static const char *const up_protos[] = {"http1", "h2", "grpc"};
 
+void keel_config_cluster_protocol(struct keel_cfg_cluster *cl, enum keel_upstream_proto p)
+{
+    cl->protocol = p;
+    cl->h2_keepalive_ms = p == KEEL_UP_GRPC ? 30000 : 0;
+}
+
 const char *keel_config_upstream_proto_name(enum keel_upstream_proto p)
 {
     if ((int)p < 0 || p > KEEL_UP_GRPC)
@@ -2188,7 +2194,7 @@ static void parse_cluster(struct ctx *c, struct keel_cfg *cfg, size_t idx, yaml_
         get_choice(c, v[C_PROTOCOL], kpath, "upstream protocol", up_protos, 3, &p);
         cl->protocol = (enum keel_upstream_proto)p;
     }
-    cl->h2_keepalive_ms = cl->protocol == KEEL_UP_GRPC ? 30000 : 0;
+    keel_config_cluster_protocol(cl, cl->protocol);
     if (v[C_HTTP2]) {
         static const char *const hkeys[] = {"max_concurrent_streams", "keepalive_interval",
                                             "keepalive_timeout"};

@@ -321,6 +321,10 @@ void keel_config_errors_free(struct keel_cfg_errors *errs);
  *  [any] */
 void keel_config_cluster_defaults(struct keel_cfg_cluster *cl);
 
+/** Sets a cluster's upstream protocol and the defaults that follow from it (grpc: a 30 s PING
+ *  keep-alive; none otherwise). [any] */
+void keel_config_cluster_protocol(struct keel_cfg_cluster *cl, enum keel_upstream_proto p);
+
 /** Fills the built-in outlier detection defaults. [any] */
 void keel_config_outlier_defaults(struct keel_cfg_outlier *o);
 
