@@ -237,6 +237,8 @@ void keel_buf_consume(struct keel_buf *b, size_t n)
 
 void keel_buf_free(struct keel_buf *b)
 {
+    if (!b->data && !b->pipe)
+        return; /* nothing held (update_io() gives back buffers that are often already so) */
     keel_buf_drop_pipe(b);
     if (b->cap == KEEL_BUF_CHUNK)
         chunk_put(b->data);
